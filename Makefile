@@ -1,0 +1,41 @@
+# Two set-up commands: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO := demo
+DEMO_ARGS ?= --network builtin --device cpu
+
+.PHONY: demo test install lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Re-install only when the project metadata changes (stamp files per extra).
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	@test -f $(DEMO)/ds/dataset_description.json || $(BIN)/bids_recon-simulate $(DEMO)/ds --size small
+	$(BIN)/bids_recon $(DEMO)/ds $(DEMO)/out participant -w $(DEMO)/work $(DEMO_ARGS)
+	$(BIN)/bids_recon $(DEMO)/ds $(DEMO)/out group
+	@echo "Group report: $(abspath $(DEMO)/out/group.html)"
+
+# pytest exits 5 when it collected no tests: that is a failure here, not a pass.
+test: $(VENV)/.installed-test
+	$(BIN)/pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
+	exit $$rc
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check bids_recon tests bench
+
+clean:
+	rm -rf $(DEMO) .pytest_cache

@@ -1,0 +1,340 @@
+"""Command line: ``bids_recon BIDS_DIR OUTPUT_DIR {participant,group} [options]``.
+
+This module only parses: it turns arguments (over an optional ``--config-file``) into one frozen
+:class:`~bids_recon.config.Config`, hands it to a workflow, and maps failures to the exit codes of
+the BIDS-Apps execution spec (:mod:`bids_recon.errors`, README.md "Exit codes").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bids_recon import __version__
+from bids_recon.config import (
+    ANALYSIS_LEVELS,
+    DEVICES,
+    STAGES,
+    Config,
+    build_config,
+    read_config_file,
+)
+from bids_recon.errors import (
+    AnalysisLevelError,
+    BidsReconError,
+    MissingInputError,
+    UsageError,
+)
+from bids_recon.log import setup_logging
+
+LOGGER = logging.getLogger("bids_recon.cli")
+
+
+def _strip(prefix: str):
+    def parse(label: str) -> str:
+        return label.removeprefix(prefix)
+
+    parse.__name__ = f"label without {prefix!r}"
+    return parse
+
+
+def _path(value: str) -> Path:
+    return Path(value).expanduser().absolute()
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
+    return number
+
+
+def _name_path(value: str) -> tuple[str, Path]:
+    name, sep, path = value.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {value!r}")
+    return name, _path(path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser. Options default to 'not given' so a config file can fill them."""
+    defaults = Config(bids_dir=Path("."), output_dir=Path("."), analysis_level="participant")
+    parser = argparse.ArgumentParser(
+        prog="bids_recon",
+        description=(
+            "Reconstruct seen or imagined images from fMRI (Shen et al. 2019) as a BIDS App. "
+            "Run 'participant' per subject, then 'group' on the same OUTPUT_DIR."
+        ),
+        argument_default=argparse.SUPPRESS,
+        epilog="Exit codes are listed in README.md (BIDS-Apps execution spec).",
+    )
+    parser.add_argument("bids_dir", type=_path, help="the input BIDS dataset")
+    parser.add_argument(
+        "output_dir", type=_path, help="the output folder (a BIDS-Derivatives dataset)"
+    )
+    parser.add_argument(
+        "analysis_level",
+        metavar="{participant,group}",
+        help="'participant' runs per subject; 'group' reads only OUTPUT_DIR",
+    )
+    parser.add_argument("--version", action="version", version=f"bids_recon v{__version__}")
+
+    sel = parser.add_argument_group("Selecting data")
+    sel.add_argument(
+        "--participant-label",
+        "--participant_label",
+        dest="participant_label",
+        nargs="+",
+        type=_strip("sub-"),
+        metavar="LABEL",
+        help="participants to process, with or without 'sub-' (default: all)",
+    )
+    sel.add_argument(
+        "--session-label",
+        "--session-id",
+        dest="session_label",
+        nargs="+",
+        type=_strip("ses-"),
+        metavar="LABEL",
+        help="sessions to use, with or without 'ses-' (default: all)",
+    )
+    sel.add_argument(
+        "-t",
+        "--task-id",
+        dest="task_id",
+        nargs="+",
+        type=_strip("task-"),
+        metavar="TASK",
+        help="tasks to use (default: all in the dataset spec)",
+    )
+    sel.add_argument(
+        "--bids-filter-file",
+        dest="bids_filter_file",
+        type=_path,
+        metavar="FILE",
+        help="JSON file of pybids queries (fMRIPrep format) narrowing the inputs",
+    )
+    sel.add_argument(
+        "--bids-database-dir",
+        dest="bids_database_dir",
+        type=_path,
+        metavar="DIR",
+        help="folder for a reusable pybids index database",
+    )
+    sel.add_argument(
+        "--dataset-spec",
+        dest="dataset_spec",
+        metavar="{ds001506|PATH}",
+        help="dataset spec: built-in name or TOML file (default: detected from "
+        "the layout; other datasets need a spec file)",
+    )
+    sel.add_argument(
+        "--stimuli-dir",
+        dest="stimuli_dir",
+        type=_path,
+        metavar="DIR",
+        help="folder of stimulus images (default: BIDS_DIR/stimuli)",
+    )
+    sel.add_argument(
+        "--derivatives",
+        nargs="+",
+        type=_name_path,
+        metavar="NAME=PATH",
+        help="precomputed derivatives to use, e.g. fmriprep=/data/derivatives/fmriprep",
+    )
+    sel.add_argument(
+        "--skip-bids-validation",
+        "--skip_bids_validation",
+        dest="skip_bids_validation",
+        action="store_true",
+        help="do not run the BIDS validator on the input dataset",
+    )
+
+    model = parser.add_argument_group("Model")
+    model.add_argument(
+        "--network",
+        metavar="NAME",
+        help=f"feature network: vgg19 (the paper's), builtin (small, for demos and "
+        f"tests) or a torchvision model name (default: {defaults.network})",
+    )
+    model.add_argument(
+        "--weights",
+        type=_path,
+        metavar="PATH",
+        help="local weights file for --network (nothing is downloaded at run time)",
+    )
+    model.add_argument(
+        "--stages",
+        nargs="+",
+        metavar="STAGE",
+        help=f"stages to run, a subset of {', '.join(STAGES)} (default: all)",
+    )
+    model.add_argument(
+        "--random-seed",
+        dest="random_seed",
+        type=int,
+        metavar="N",
+        help=f"seed for numpy and torch (default: {defaults.random_seed})",
+    )
+
+    res = parser.add_argument_group("Resources")
+    res.add_argument(
+        "-w",
+        "--work-dir",
+        dest="work_dir",
+        type=_path,
+        metavar="DIR",
+        help="work folder for caches and resumable intermediate results (default: ./work)",
+    )
+    res.add_argument(
+        "--nprocs",
+        "--nthreads",
+        "--n_cpus",
+        "--n-cpus",
+        dest="nprocs",
+        type=_positive_int,
+        metavar="N",
+        help=f"maximum number of processes (default: {defaults.nprocs})",
+    )
+    res.add_argument(
+        "--omp-nthreads",
+        dest="omp_nthreads",
+        type=_positive_int,
+        metavar="N",
+        help=f"threads per process for torch and BLAS (default: {defaults.omp_nthreads})",
+    )
+    res.add_argument(
+        "--device",
+        choices=DEVICES,
+        help=f"compute device (default: {defaults.device}: CUDA when available)",
+    )
+
+    run = parser.add_argument_group("Run control")
+    run.add_argument(
+        "--config-file",
+        dest="config_file",
+        type=_path,
+        metavar="FILE",
+        help="TOML file of options (command-line options win); logs/ keeps the "
+        "config of every run in this format",
+    )
+    run.add_argument(
+        "--stop-on-first-crash",
+        dest="stop_on_first_crash",
+        action="store_true",
+        help="stop at the first failing participant instead of continuing",
+    )
+    run.add_argument(
+        "--reports-only",
+        dest="reports_only",
+        action="store_true",
+        help="only rebuild the HTML reports from existing outputs",
+    )
+    run.add_argument(
+        "--notrack",
+        action="store_true",
+        help="accepted for compatibility; bids_recon collects no telemetry",
+    )
+    run.add_argument(
+        "-v", "--verbose", action="count", help="more log output (-v: debug, -vv: also libraries)"
+    )
+    return parser
+
+
+def _check_inputs(values: dict[str, Any]) -> None:
+    """Checks that need no dataset indexing: paths exist and do not overlap."""
+    level = values["analysis_level"]
+    if level not in ANALYSIS_LEVELS:
+        raise AnalysisLevelError(
+            f"Unknown analysis level {level!r}: choose 'participant' or 'group'."
+        )
+    bids_dir, output_dir = values["bids_dir"], values["output_dir"]
+    if level == "participant" and not bids_dir.is_dir():
+        raise MissingInputError(f"BIDS dataset folder not found: {bids_dir}")
+    if output_dir == bids_dir:
+        raise UsageError(
+            f"OUTPUT_DIR must differ from BIDS_DIR ({bids_dir}); for example "
+            f"{bids_dir / 'derivatives' / 'bids_recon'}"
+        )
+    work_dir = values.get("work_dir")
+    if work_dir is not None and work_dir.is_relative_to(bids_dir):
+        raise UsageError(f"The work folder {work_dir} must not be inside BIDS_DIR {bids_dir}.")
+    for key in ("weights", "stimuli_dir"):
+        path = values.get(key)
+        if path is not None and not path.exists():
+            raise MissingInputError(f"--{key.replace('_', '-')}: path not found: {path}")
+    for name, path in values.get("derivatives", {}).items():
+        if not path.exists():
+            raise MissingInputError(f"--derivatives {name}: path not found: {path}")
+    filter_file = values.get("bids_filter_file")
+    if filter_file is not None:
+        try:
+            filters = json.loads(filter_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UsageError(f"--bids-filter-file: file not found: {filter_file}") from None
+        except (OSError, ValueError) as err:
+            raise UsageError(f"--bids-filter-file {filter_file}: not valid JSON ({err})") from None
+        if not isinstance(filters, dict):
+            raise UsageError(f"--bids-filter-file {filter_file}: must hold a JSON object")
+
+
+def parse_config(argv: Sequence[str] | None = None) -> Config:
+    """Parse the command line (over ``--config-file``) into the frozen run config.
+
+    Raises
+    ------
+    SystemExit
+        argparse usage errors (exit code 2), ``--help`` and ``--version`` (0).
+    BidsReconError
+        Invalid values, missing inputs, unknown analysis level.
+
+    """
+    given = vars(build_parser().parse_args(argv))
+    values: dict[str, Any] = {}
+    config_file = given.pop("config_file", None)
+    if config_file is not None:
+        values.update(read_config_file(config_file))
+    values.update(given)
+    if "derivatives" in given:
+        values["derivatives"] = dict(given["derivatives"])
+    for key in ("participant_label", "session_label", "task_id", "stages"):
+        if key in values:
+            values[key] = tuple(values[key])
+    _check_inputs(values)
+    return build_config(values)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bids_recon`` console script; returns the exit code."""
+    setup_logging(0)
+    try:
+        config = parse_config(argv)
+        setup_logging(config.verbose)
+        if config.analysis_level == "participant":
+            from bids_recon.workflows.participant import run_participant_level
+
+            run_participant_level(config)
+        else:
+            from bids_recon.workflows.group import run_group_level
+
+            run_group_level(config)
+    except BidsReconError as err:
+        LOGGER.error("%s", err)
+        LOGGER.debug("Traceback:", exc_info=True)
+        return err.exit_code
+    except KeyboardInterrupt:
+        LOGGER.error("Interrupted.")
+        return 130
+    except Exception:  # unexpected: full traceback, generic failure code
+        LOGGER.exception("bids_recon failed with an unexpected error")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""The frozen run configuration: built once from the command line (and ``--config-file``).
+
+The CLI parses arguments, merges them over a TOML config file and the defaults below, and hands
+one :class:`Config` to a workflow. Every run saves the resolved config as TOML under
+``OUTPUT_DIR/logs/`` so that a result can be traced to its settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bids_recon import __version__
+from bids_recon._toml import TOMLDecodeError, dumps_toml, read_toml
+from bids_recon.errors import UsageError
+
+ANALYSIS_LEVELS = ("participant", "group")
+STAGES = ("samples", "decode", "recon", "report")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _new_run_uuid() -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}_{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a run needs to know, resolved and immutable.
+
+    Attributes mirror the command-line options (README.md documents each); paths are absolute.
+    """
+
+    bids_dir: Path
+    output_dir: Path
+    analysis_level: str
+    participant_label: tuple[str, ...] = ()
+    session_label: tuple[str, ...] = ()
+    task_id: tuple[str, ...] = ()
+    bids_filter_file: Path | None = None
+    bids_database_dir: Path | None = None
+    dataset_spec: str | None = None
+    stimuli_dir: Path | None = None
+    derivatives: Mapping[str, Path] = field(default_factory=dict)
+    work_dir: Path | None = None
+    nprocs: int = 1
+    omp_nthreads: int = 1
+    device: str = "auto"
+    network: str = "vgg19"
+    weights: Path | None = None
+    stages: tuple[str, ...] = STAGES
+    random_seed: int = 0
+    skip_bids_validation: bool = False
+    stop_on_first_crash: bool = False
+    reports_only: bool = False
+    notrack: bool = False
+    verbose: int = 0
+    run_uuid: str = field(default_factory=_new_run_uuid)
+    version: str = __version__
+
+    @property
+    def resolved_stimuli_dir(self) -> Path:
+        """``--stimuli-dir``, or ``BIDS_DIR/stimuli`` (the BIDS location) when not given."""
+        return self.stimuli_dir or self.bids_dir / "stimuli"
+
+    @property
+    def logs_dir(self) -> Path:
+        """``OUTPUT_DIR/logs``: run logs and saved configs."""
+        return self.output_dir / "logs"
+
+    def to_toml(self) -> str:
+        """The config as TOML text (paths as strings, None values omitted)."""
+        return dumps_toml({"bids_recon": _plain(dataclasses.asdict(self))})
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# Options that a --config-file may set, with the kind each value must have. Positional
+# arguments and run identity (bids_dir, output_dir, analysis_level, run_uuid, version) may not.
+FILE_OPTION_KINDS: dict[str, str] = {
+    "participant_label": "labels",
+    "session_label": "labels",
+    "task_id": "labels",
+    "bids_filter_file": "path",
+    "bids_database_dir": "path",
+    "dataset_spec": "str",
+    "stimuli_dir": "path",
+    "derivatives": "paths",
+    "work_dir": "path",
+    "nprocs": "int",
+    "omp_nthreads": "int",
+    "device": "str",
+    "network": "str",
+    "weights": "path",
+    "stages": "labels",
+    "random_seed": "int",
+    "skip_bids_validation": "bool",
+    "stop_on_first_crash": "bool",
+    "reports_only": "bool",
+    "notrack": "bool",
+    "verbose": "int",
+}
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read ``--config-file``: a TOML file whose keys are option names (underscores or dashes).
+
+    Options may sit at the top level or in a ``[bids_recon]`` table (the form saved in logs/, so a
+    saved config can be passed back). Relative paths are relative to the file's folder.
+
+    Raises
+    ------
+    UsageError
+        The file is missing or invalid, or a key is unknown or has the wrong type.
+
+    """
+    try:
+        data = read_toml(path)
+    except FileNotFoundError:
+        raise UsageError(f"Config file {path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"Config file {path}: cannot be read ({err})") from None
+    except TOMLDecodeError as err:
+        raise UsageError(f"Config file {path}: not valid TOML ({err})") from None
+    data = data.get("bids_recon", data)
+    ignored = {"bids_dir", "output_dir", "analysis_level", "run_uuid", "version"}
+    values: dict[str, Any] = {}
+    for raw_key, value in data.items():
+        key = raw_key.replace("-", "_")
+        if key in ignored:
+            continue
+        kind = FILE_OPTION_KINDS.get(key)
+        if kind is None:
+            raise UsageError(
+                f"Config file {path}: unknown option {raw_key!r}; "
+                f"known: {', '.join(sorted(FILE_OPTION_KINDS))}"
+            )
+        values[key] = _coerce(path, raw_key, kind, value)
+    return values
+
+
+def _coerce(path: Path, key: str, kind: str, value: Any) -> Any:
+    def bad(expected: str) -> UsageError:
+        return UsageError(f"Config file {path}: {key} must be {expected}, got {value!r}")
+
+    base = path.parent
+    if kind == "labels":
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(v, (str, int)) for v in items):
+            raise bad("a string or a list of strings")
+        return tuple(str(v) for v in items)
+    if kind == "path":
+        if not isinstance(value, str):
+            raise bad("a path string")
+        return (base / Path(value).expanduser()).absolute()
+    if kind == "paths":
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise bad("a table of NAME = PATH")
+        return {k: (base / Path(v).expanduser()).absolute() for k, v in value.items()}
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if not isinstance(value, str):
+        raise bad("a string")
+    return value
+
+
+def build_config(values: Mapping[str, Any]) -> Config:
+    """Create the frozen :class:`Config`, checking values that argparse cannot.
+
+    Raises
+    ------
+    UsageError
+        A value is out of range or contradicts another.
+
+    """
+    config = Config(**values)
+    unknown_stages = sorted(set(config.stages) - set(STAGES))
+    if unknown_stages:
+        raise UsageError(f"--stages: unknown stage(s) {unknown_stages}; choose from {list(STAGES)}")
+    if config.device not in DEVICES:
+        raise UsageError(f"--device {config.device!r}: choose from {list(DEVICES)}")
+    for name in ("nprocs", "omp_nthreads"):
+        if getattr(config, name) < 1:
+            raise UsageError(
+                f"--{name.replace('_', '-')} must be >= 1, got {getattr(config, name)}"
+            )
+    if config.work_dir is None:  # fMRIPrep's default: ./work
+        config = dataclasses.replace(config, work_dir=Path.cwd().absolute() / "work")
+    if config.reports_only:
+        config = dataclasses.replace(config, stages=("report",))
+    # keep the documented stage order whatever order the user typed
+    return dataclasses.replace(config, stages=tuple(s for s in STAGES if s in config.stages))

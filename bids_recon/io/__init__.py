@@ -1,0 +1,1 @@
+"""Everything that touches the filesystem layout: BIDS inputs and BIDS-Derivatives outputs."""

@@ -1,0 +1,78 @@
+"""Atomic file writes: readers see the old file or the complete new one, never a partial file.
+
+A write goes to a uniquely named temporary file in the target's folder, is flushed to disk, and
+is renamed over the target with :func:`os.replace` (atomic on POSIX within one filesystem). A
+killed or failing write leaves at most a hidden ``.*.tmp`` file, never a truncated target, and two
+jobs writing the same file at once each leave a complete file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bids_recon.errors import OutputNotWritableError
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` atomically, creating parent folders.
+
+    Raises
+    ------
+    OutputNotWritableError
+        The folder cannot be created or written.
+
+    """
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise OutputNotWritableError(f"Cannot write {path}: {err.strerror or err}") from err
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    except BaseException as err:
+        Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise OutputNotWritableError(f"Cannot write {path}: {err.strerror or err}") from err
+        raise
+
+
+def to_json(data: Any) -> str:
+    """JSON text as bids_recon writes it: indented, key order kept, newline-terminated."""
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    atomic_write(path, to_json(data))
+
+
+def write_shared(path: Path, data: bytes | str) -> bool:
+    """Write a file that concurrent jobs share (dataset_description.json, .bidsignore).
+
+    Skips the write when the file already holds exactly ``data``, so parallel participant jobs
+    of one version neither race nor rewrite it; otherwise replaces it atomically.
+
+    Returns
+    -------
+    bool
+        True if the file was (re)written.
+
+    """
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        if path.read_bytes() == payload:
+            return False
+    except OSError:
+        pass
+    atomic_write(path, payload)
+    return True

@@ -1,0 +1,57 @@
+"""Logging set-up and progress bars.
+
+Console verbosity follows ``-v`` (none: INFO, ``-v``: DEBUG for bids_recon, ``-vv``: DEBUG for
+the libraries too); the run log under ``OUTPUT_DIR/logs/`` always records DEBUG. Progress bars
+(tqdm) show only when stderr is a terminal, so batch-job logs stay clean.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TypeVar
+
+from tqdm.auto import tqdm
+
+PACKAGE_LOGGER = "bids_recon"
+_FORMAT = "%(asctime)s [%(levelname)s] %(name)s: %(message)s"
+_T = TypeVar("_T")
+
+
+def setup_logging(verbose: int = 0) -> logging.Logger:
+    """Attach a console handler to the package logger at the level ``-v`` asks for."""
+    logger = logging.getLogger(PACKAGE_LOGGER)
+    logger.setLevel(logging.DEBUG)
+    for handler in list(logger.handlers):
+        if getattr(handler, "_bids_recon_console", False):
+            logger.removeHandler(handler)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.DEBUG if verbose >= 1 else logging.INFO)
+    console.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
+    console._bids_recon_console = True  # type: ignore[attr-defined]
+    logger.addHandler(console)
+    logging.getLogger().setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+    return logger
+
+
+def add_log_file(path: Path) -> logging.Handler:
+    """Also write every package log record (DEBUG and up) to ``path``; returns the handler."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    logging.getLogger(PACKAGE_LOGGER).addHandler(handler)
+    return handler
+
+
+def remove_log_file(handler: logging.Handler) -> None:
+    """Detach and close a handler made by :func:`add_log_file`."""
+    logging.getLogger(PACKAGE_LOGGER).removeHandler(handler)
+    handler.close()
+
+
+def progress(iterable: Iterable[_T], description: str, total: int | None = None) -> Iterable[_T]:
+    """Wrap a long loop in a tqdm bar that stays quiet when stderr is not a terminal."""
+    return tqdm(iterable, desc=description, total=total, disable=None, leave=False)

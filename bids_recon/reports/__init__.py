@@ -1,0 +1,1 @@
+"""Self-contained HTML reports (inline CSS and images, no CDN, readable offline)."""

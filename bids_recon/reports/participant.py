@@ -1,0 +1,57 @@
+"""The participant report ``OUTPUT_DIR/sub-<label>.html``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bids_recon.config import Config
+from bids_recon.io.atomic import atomic_write
+from bids_recon.reports.render import render
+from bids_recon.specs import DatasetSpec
+
+
+def participant_report_path(output_dir: Path, label: str) -> Path:
+    """Where the report of ``sub-<label>`` goes (fMRIPrep's place: the output root)."""
+    return output_dir / f"sub-{label}.html"
+
+
+def write_participant_report(
+    config: Config,
+    spec: DatasetSpec,
+    label: str,
+    device: str,
+    stages: Mapping[str, str],
+    messages: Sequence[str] = (),
+) -> Path:
+    """Render and atomically write the participant report; returns its path."""
+    sets = [
+        {
+            "name": s.name,
+            "role": s.role,
+            "filters": ", ".join(f"{k}={v}" for k, v in s.filters.items()),
+            "blocks": f"{s.events.type_column} in {list(s.events.block_types)}",
+            "stimulus_column": s.events.stimulus_column,
+        }
+        for s in spec.sets.values()
+    ]
+    html = render(
+        "participant.html",
+        label=label,
+        version=config.version,
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        bids_dir=str(config.bids_dir),
+        spec_name=spec.name,
+        spec_source=spec.source,
+        network=config.network,
+        device=device,
+        seed=config.random_seed,
+        run_uuid=config.run_uuid,
+        sets=sets,
+        stages=list(stages.items()),
+        messages=list(messages),
+    )
+    path = participant_report_path(config.output_dir, label)
+    atomic_write(path, html)
+    return path

@@ -1,0 +1,46 @@
+"""Process-wide run settings: compute device, thread counts and random seeds."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+
+import numpy as np
+import torch
+
+from bids_recon.errors import UsageError
+
+LOGGER = logging.getLogger(__name__)
+
+
+def resolve_device(requested: str) -> torch.device:
+    """Turn ``--device {auto,cpu,cuda}`` into a torch device, logging what was chosen.
+
+    Raises
+    ------
+    UsageError
+        ``cuda`` was requested but no CUDA device is visible (hint: ``--nv`` / ``--gpus all``).
+
+    """
+    available = torch.cuda.is_available()
+    count = torch.cuda.device_count() if available else 0
+    if requested == "cuda" and not available:
+        raise UsageError(
+            "--device cuda was requested but no CUDA device is visible. In containers, pass "
+            "--nv (Singularity/Apptainer) or --gpus all (Docker); or use --device cpu."
+        )
+    device = torch.device(
+        "cuda" if requested == "cuda" or (requested == "auto" and available) else "cpu"
+    )
+    LOGGER.info("CUDA available: %s, devices: %d -> using device: %s", available, count, device)
+    return device
+
+
+def configure_runtime(omp_nthreads: int, seed: int) -> None:
+    """Limit torch threads to ``--omp-nthreads`` and seed Python, numpy and torch."""
+    torch.set_num_threads(omp_nthreads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(omp_nthreads))
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

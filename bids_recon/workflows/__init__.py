@@ -1,0 +1,1 @@
+"""Workflows: the only place that knows the order of the pipeline stages."""

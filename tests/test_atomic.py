@@ -1,0 +1,94 @@
+"""Atomic and shared writes: no partial files, safe under concurrent writers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bids_recon.errors import OutputNotWritableError
+from bids_recon.io.atomic import atomic_write, atomic_write_json, write_shared
+from bids_recon.io.derivatives import init_output_dataset, sanitize_label
+
+WRITER = """
+import sys
+from pathlib import Path
+from bids_recon.io.atomic import atomic_write
+path, letter = Path(sys.argv[1]), sys.argv[2]
+for _ in range(150):
+    atomic_write(path, letter * 200_000)
+"""
+
+
+def test_atomic_write_replaces_whole_file(tmp_path):
+    path = tmp_path / "a" / "b.json"
+    atomic_write_json(path, {"x": 1})
+    atomic_write_json(path, {"x": 2})
+    assert json.loads(path.read_text()) == {"x": 2}
+    assert [p.name for p in path.parent.iterdir()] == ["b.json"]
+
+
+def test_failed_write_keeps_old_content_and_no_temp_file(tmp_path, monkeypatch):
+    path = tmp_path / "keep.txt"
+    atomic_write(path, "old")
+
+    def broken_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OutputNotWritableError, match="keep.txt"):
+        atomic_write(path, "new" * 1000)
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_unwritable_folder_is_output_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(OutputNotWritableError):
+        atomic_write(blocker / "sub" / "x.txt", "data")
+
+
+def test_concurrent_writers_never_expose_partial_files(tmp_path):
+    path = tmp_path / "shared.txt"
+    atomic_write(path, "A" * 200_000)
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), letter]) for letter in "AB"
+    ]
+    seen = set()
+    while any(w.poll() is None for w in writers):
+        content = path.read_text()
+        assert len(content) == 200_000 and len(set(content)) == 1
+        seen.add(content[0])
+        time.sleep(0.001)
+    assert all(w.returncode == 0 for w in writers)
+    assert not [p for p in tmp_path.iterdir() if p.name != "shared.txt"]
+
+
+def test_write_shared_skips_identical_content(tmp_path):
+    path = tmp_path / "dataset_description.json"
+    assert write_shared(path, "same\n")
+    stamp = path.stat().st_mtime_ns
+    time.sleep(0.01)
+    assert not write_shared(path, "same\n")
+    assert path.stat().st_mtime_ns == stamp
+    assert write_shared(path, "changed\n")
+
+
+def test_init_output_dataset_is_idempotent(tmp_path, simulated_dataset):
+    out = tmp_path / "out"
+    init_output_dataset(out, simulated_dataset)
+    first = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    init_output_dataset(out, simulated_dataset)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == first
+    assert set(first) == {"dataset_description.json", ".bidsignore", "README.md"}
+
+
+def test_sanitize_label():
+    assert sanitize_label("n03954393_10038") == "n0395439310038"
+    assert sanitize_label("colorExpStim19_yellow_+") == "colorExpStim19yellow"
+    assert sanitize_label("conv5_4") == "conv54"
