@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 
 import numpy as np
@@ -40,7 +39,6 @@ def resolve_device(requested: str) -> torch.device:
 def configure_runtime(omp_nthreads: int, seed: int) -> None:
     """Limit torch threads to ``--omp-nthreads`` and seed Python, numpy and torch."""
     torch.set_num_threads(omp_nthreads)
-    os.environ.setdefault("OMP_NUM_THREADS", str(omp_nthreads))
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

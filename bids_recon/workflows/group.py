@@ -36,11 +36,12 @@ def run_group_level(config: Config) -> None:
             f"written by bids_recon): run the participant level first."
         )
     labels = sorted(
-        p.name.removeprefix("sub-").removesuffix(".html")
-        for p in output_dir.glob("sub-*")
-        if p.is_dir() or p.suffix == ".html"
+        {
+            p.name.removeprefix("sub-").removesuffix(".html")
+            for p in output_dir.glob("sub-*")
+            if p.is_dir() or p.suffix == ".html"
+        }
     )
-    labels = sorted(set(labels))
     if not labels:
         raise MissingInputError(f"No participant outputs (sub-*) in {output_dir}.")
     log_file = add_log_file(config.logs_dir / f"bids_recon-{config.run_uuid}.log")
