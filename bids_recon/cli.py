@@ -8,7 +8,6 @@ the BIDS-Apps execution spec (:mod:`bids_recon.errors`, README.md "Exit codes").
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from bids_recon.errors import (
     MissingInputError,
     UsageError,
 )
+from bids_recon.io.layout import read_filter_file
 from bids_recon.log import setup_logging
 
 LOGGER = logging.getLogger("bids_recon.cli")
@@ -146,6 +146,34 @@ def build_parser() -> argparse.ArgumentParser:
         type=_name_path,
         metavar="NAME=PATH",
         help="precomputed derivatives to use, e.g. fmriprep=/data/derivatives/fmriprep",
+    )
+    sel.add_argument(
+        "--space",
+        metavar="SPACE",
+        help="output space of the fMRIPrep BOLD used with --derivatives fmriprep=PATH "
+        "(default: T1w)",
+    )
+    sel.add_argument(
+        "--confounds",
+        nargs="+",
+        metavar="STRATEGY",
+        help="regress fMRIPrep confounds, as nilearn load_confounds strategies "
+        "(e.g. motion wm_csf); needs --derivatives fmriprep=PATH",
+    )
+    sel.add_argument(
+        "--roi",
+        nargs="+",
+        metavar="NAME",
+        help="ROIs to analyse, from the dataset spec's [rois.combine] or --roi-mask "
+        "(default: the spec's default ROI, VC for ds001506)",
+    )
+    sel.add_argument(
+        "--roi-mask",
+        dest="roi_mask",
+        nargs="+",
+        type=_name_path,
+        metavar="NAME=PATH",
+        help="a user ROI mask (NIfTI, resampled to the BOLD grid if needed)",
     )
     sel.add_argument(
         "--skip-bids-validation",
@@ -268,19 +296,15 @@ def _check_inputs(values: dict[str, Any]) -> None:
         path = values.get(key)
         if path is not None and not path.exists():
             raise MissingInputError(f"--{key.replace('_', '-')}: path not found: {path}")
-    for name, path in values.get("derivatives", {}).items():
-        if not path.exists():
-            raise MissingInputError(f"--derivatives {name}: path not found: {path}")
-    filter_file = values.get("bids_filter_file")
-    if filter_file is not None:
-        try:
-            filters = json.loads(filter_file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UsageError(f"--bids-filter-file: file not found: {filter_file}") from None
-        except (OSError, ValueError) as err:
-            raise UsageError(f"--bids-filter-file {filter_file}: not valid JSON ({err})") from None
-        if not isinstance(filters, dict):
-            raise UsageError(f"--bids-filter-file {filter_file}: must hold a JSON object")
+    for option in ("derivatives", "roi_mask"):
+        for name, path in values.get(option, {}).items():
+            if not path.exists():
+                flag = option.replace("_", "-")
+                raise MissingInputError(f"--{flag} {name}: path not found: {path}")
+    if values.get("confounds") and "fmriprep" not in values.get("derivatives", {}):
+        raise UsageError("--confounds needs fMRIPrep outputs: add --derivatives fmriprep=PATH")
+    if values.get("bids_filter_file") is not None:
+        read_filter_file(values["bids_filter_file"])
 
 
 def parse_config(argv: Sequence[str] | None = None) -> Config:
@@ -300,9 +324,10 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
     if config_file is not None:
         values.update(read_config_file(config_file))
     values.update(given)
-    if "derivatives" in given:
-        values["derivatives"] = dict(given["derivatives"])
-    for key in ("participant_label", "session_label", "task_id", "stages"):
+    for key in ("derivatives", "roi_mask"):
+        if key in given:
+            values[key] = dict(given[key])
+    for key in ("participant_label", "session_label", "task_id", "stages", "confounds", "roi"):
         if key in values:
             values[key] = tuple(values[key])
     _check_inputs(values)

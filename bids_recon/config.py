@@ -47,6 +47,10 @@ class Config:
     dataset_spec: str | None = None
     stimuli_dir: Path | None = None
     derivatives: Mapping[str, Path] = field(default_factory=dict)
+    space: str = "T1w"
+    confounds: tuple[str, ...] = ()
+    roi: tuple[str, ...] = ()
+    roi_mask: Mapping[str, Path] = field(default_factory=dict)
     work_dir: Path | None = None
     nprocs: int = 1
     omp_nthreads: int = 1
@@ -99,6 +103,10 @@ FILE_OPTION_KINDS: dict[str, str] = {
     "dataset_spec": "str",
     "stimuli_dir": "path",
     "derivatives": "paths",
+    "space": "str",
+    "confounds": "labels",
+    "roi": "labels",
+    "roi_mask": "paths",
     "work_dir": "path",
     "nprocs": "int",
     "omp_nthreads": "int",

@@ -23,6 +23,7 @@ def write_participant_report(
     label: str,
     device: str,
     stages: Mapping[str, str],
+    data: Sequence[Mapping[str, object]] = (),
     messages: Sequence[str] = (),
 ) -> Path:
     """Render and atomically write the participant report; returns its path."""
@@ -50,6 +51,7 @@ def write_participant_report(
         run_uuid=config.run_uuid,
         sets=sets,
         stages=list(stages.items()),
+        data=list(data),
         messages=list(messages),
     )
     path = participant_report_path(config.output_dir, label)

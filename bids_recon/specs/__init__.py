@@ -168,7 +168,7 @@ class _Reader:
         for item in values:
             if isinstance(item, bool) or not isinstance(item, (str, int, float)):
                 self.fail(f"list items must be strings or numbers, got {item!r}", key)
-        return tuple(_code(v) for v in values)
+        return tuple(canonical_code(v) for v in values)
 
     def table_of(self, key: str, allowed: set[str]) -> _Reader:
         sub = self.get(key, dict, {})
@@ -182,11 +182,18 @@ class _Reader:
         return value
 
 
-def _code(value: str | int | float) -> str:
-    """Canonical text of an event code, so that 1, 1.0 and "1" compare equal."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+def canonical_code(value: str | int | float) -> str:
+    """Canonical text of an event code: ``1``, ``1.0``, ``"1"`` and ``" 1.0"`` compare equal.
+
+    Integral numbers (given as numbers or numeric text) become their integer text; anything else
+    is returned as stripped text.
+    """
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() else text
 
 
 def _event_selection(reader: _Reader, base: EventSelection) -> EventSelection:
@@ -202,7 +209,7 @@ def _event_selection(reader: _Reader, base: EventSelection) -> EventSelection:
         repeat_types=reader.strings("repeat_types", base.repeat_types),
         include_repeats=reader.get("include_repeats", bool, base.include_repeats),
         stimulus_column=reader.get("stimulus_column", str, base.stimulus_column),
-        stimulus_map={_code(k): v for k, v in mapping.items()},
+        stimulus_map={canonical_code(k): v for k, v in mapping.items()},
         no_image=reader.strings("no_image", base.no_image),
     )
 

@@ -5,36 +5,50 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections import Counter
 
 from bids_recon.config import Config
 from bids_recon.errors import BidsReconError
 from bids_recon.io.atomic import atomic_write
 from bids_recon.io.derivatives import init_output_dataset
-from bids_recon.io.layout import select_participants
+from bids_recon.io.layout import build_layout, read_filter_file, select_participants, select_runs
+from bids_recon.io.validation import validate_bids
 from bids_recon.log import add_log_file, remove_log_file
 from bids_recon.reports.participant import write_participant_report
 from bids_recon.runtime import configure_runtime, resolve_device
 from bids_recon.specs import DatasetSpec, resolve_spec
+from bids_recon.workflows.samples import (
+    ParticipantInputs,
+    SampleSet,
+    collect_inputs,
+    run_samples_stage,
+)
 
 LOGGER = logging.getLogger(__name__)
 
-# Stages whose code exists. The others are reported as not implemented, never faked.
-IMPLEMENTED_STAGES: frozenset[str] = frozenset({"report"})
+# Stages whose code does not exist yet are reported as such, never faked.
 NOT_IMPLEMENTED = "not implemented yet"
 
 
 class ParticipantsFailedError(BidsReconError):
-    """One or more participants failed while others may have completed."""
+    """One or more participants failed while others may have completed.
 
-    exit_code = 1
+    The exit code is that of the first failure when it was a :class:`BidsReconError` (bad input
+    stays 65, missing input 66, ...), else 1.
+    """
+
+    def __init__(self, message: str, first: BaseException):
+        super().__init__(message)
+        self.exit_code = first.exit_code if isinstance(first, BidsReconError) else 1
 
 
 def run_participant_level(config: Config) -> None:
     """Run the participant level for every selected participant.
 
-    Everything that can be checked without doing work is checked first (dataset spec, labels,
-    device), so a bad invocation writes nothing. Then OUTPUT_DIR becomes a derivative dataset,
-    the resolved config is saved under ``logs/``, and each participant is processed; with
+    Everything that can be checked without heavy work is checked first (dataset spec, labels,
+    BIDS validation, device, and each participant's runs, events, masks and stimuli), so a bad
+    invocation or bad input writes nothing. Then OUTPUT_DIR becomes a derivative dataset, the
+    resolved config is saved under ``logs/``, and each participant is processed; with
     ``--stop-on-first-crash`` the first failure ends the run, otherwise the others continue and
     the run fails at the end.
 
@@ -42,12 +56,14 @@ def run_participant_level(config: Config) -> None:
     ------
     BidsReconError
         A failed check (its own exit code), or :class:`ParticipantsFailedError`.
-
     """
     spec = resolve_spec(config.dataset_spec, config.bids_dir)
     labels = select_participants(config.bids_dir, config.participant_label)
+    if not config.skip_bids_validation:
+        validate_bids(config.bids_dir)
     device = resolve_device(config.device)
     config = dataclasses.replace(config, dataset_spec=spec.source)
+    inputs = collect_all_inputs(config, spec, labels) if "samples" in config.stages else {}
 
     init_output_dataset(config.output_dir, config.bids_dir)
     log_file = add_log_file(config.logs_dir / f"bids_recon-{config.run_uuid}.log")
@@ -55,36 +71,92 @@ def run_participant_level(config: Config) -> None:
         atomic_write(config.logs_dir / f"config-{config.run_uuid}.toml", config.to_toml())
         configure_runtime(config.omp_nthreads, config.random_seed)
         LOGGER.info("Participants to process: %s", ", ".join(f"sub-{x}" for x in labels))
-        failed: list[str] = []
+        failed: dict[str, Exception] = {}
         for label in labels:
             start = time.monotonic()
             try:
-                run_participant(config, spec, label, str(device))
-            except Exception:
+                run_participant(config, spec, label, str(device), inputs.get(label))
+            except Exception as err:
                 if config.stop_on_first_crash:
                     raise
-                LOGGER.exception("sub-%s failed; continuing with the others", label)
-                failed.append(label)
+                LOGGER.error(
+                    "sub-%s failed: %s", label, err, exc_info=not isinstance(err, BidsReconError)
+                )
+                failed[label] = err
                 continue
             LOGGER.info("sub-%s finished in %.1f s", label, time.monotonic() - start)
         if failed:
             raise ParticipantsFailedError(
                 f"{len(failed)} of {len(labels)} participant(s) failed: "
-                f"{', '.join(f'sub-{x}' for x in failed)}; see {log_file.baseFilename}"
+                f"{', '.join(f'sub-{x}' for x in failed)}; see {log_file.baseFilename}",
+                next(iter(failed.values())),
             )
     finally:
         remove_log_file(log_file)
 
 
-def run_participant(config: Config, spec: DatasetSpec, label: str, device: str) -> None:
+def collect_all_inputs(
+    config: Config, spec: DatasetSpec, labels: list[str]
+) -> dict[str, ParticipantInputs]:
+    """Select and check the inputs of every participant before any work starts."""
+    layout = build_layout(config.bids_dir, config.bids_database_dir, labels)
+    query = read_filter_file(config.bids_filter_file) if config.bids_filter_file else None
+    inputs = {}
+    for label in labels:
+        runs = select_runs(
+            layout,
+            spec,
+            label,
+            sessions=config.session_label,
+            tasks=config.task_id,
+            bold_query=query,
+            fmriprep_dir=config.derivatives.get("fmriprep"),
+            space=config.space,
+        )
+        inputs[label] = collect_inputs(config, spec, label, runs)
+        counts = Counter(run.set_name for run in runs)
+        LOGGER.info(
+            "sub-%s: runs per set: %s", label, ", ".join(f"{k} {v}" for k, v in counts.items())
+        )
+    return inputs
+
+
+def run_participant(
+    config: Config,
+    spec: DatasetSpec,
+    label: str,
+    device: str,
+    inputs: ParticipantInputs | None,
+) -> None:
     """Run the requested stages for ``sub-<label>`` and write its report."""
-    status = {
-        stage: ("done" if stage in IMPLEMENTED_STAGES else NOT_IMPLEMENTED)
-        for stage in config.stages
-    }
+    status = {stage: NOT_IMPLEMENTED for stage in config.stages}
+    summary: list[dict[str, object]] = []
+    if "samples" in config.stages and inputs is not None:
+        sample_set = run_samples_stage(config, spec, inputs)
+        status["samples"] = "done"
+        summary = data_summary(sample_set)
     for stage, state in status.items():
-        if state == NOT_IMPLEMENTED:
+        if state == NOT_IMPLEMENTED and stage != "report":
             LOGGER.warning("sub-%s: stage '%s' is %s; skipped", label, stage, NOT_IMPLEMENTED)
     if "report" in config.stages:
-        path = write_participant_report(config, spec, label, device, status)
+        status["report"] = "done"
+        path = write_participant_report(config, spec, label, device, status, summary)
         LOGGER.info("sub-%s: report written to %s", label, path)
+
+
+def data_summary(sample_set: SampleSet) -> list[dict[str, object]]:
+    """Rows for the report: per set, runs, blocks and sample matrix size; per ROI, voxels."""
+    rows: list[dict[str, object]] = []
+    blocks = sample_set.blocks
+    for name, matrix in sample_set.samples.items():
+        in_set = blocks[blocks["set"] == name]
+        rows.append(
+            {
+                "set": name,
+                "runs": in_set[["session", "run"]].drop_duplicates().shape[0],
+                "blocks": len(in_set),
+                "samples": matrix.shape[0],
+                "voxels": matrix.shape[1],
+            }
+        )
+    return rows

@@ -1,0 +1,73 @@
+"""Stimulus names → image files under the stimuli folder.
+
+A name is either a path relative to the stimuli folder (BIDS ``stim_file``) or a bare name such
+as ds001506's ``n03954393_10038`` that matches ``<name><ext>`` anywhere below the folder, the
+extension matched case-insensitively from the spec's list. Names may not leave the folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from bids_recon.errors import MissingInputError
+
+
+class StimulusIndex:
+    """An index of the image files below ``root``, built once.
+
+    Parameters
+    ----------
+    root : Path
+        The stimuli folder.
+    extensions : iterable of str
+        Image extensions to consider (``.JPEG``, ``.png``, ...), matched case-insensitively.
+    """
+
+    def __init__(self, root: Path, extensions: Iterable[str]):
+        self.root = root.resolve()
+        wanted = {e.lower() for e in extensions}
+        self._by_stem: dict[str, list[Path]] = {}
+        if self.root.is_dir():
+            for path in sorted(self.root.rglob("*")):
+                if path.is_file() and path.suffix.lower() in wanted:
+                    self._by_stem.setdefault(path.stem, []).append(path)
+
+    def resolve(self, name: str) -> Path | None:
+        """The image file of ``name``, or None when there is none (or it would leave the folder)."""
+        candidate = (self.root / name).resolve()
+        if not candidate.is_relative_to(self.root):
+            return None
+        if candidate.is_file():
+            return candidate
+        matches = self._by_stem.get(Path(name).name)
+        return matches[0] if matches and "/" not in name else None
+
+    def resolve_all(self, names_by_set: Mapping[str, Iterable[str]]) -> dict[str, Path]:
+        """Resolve every name at once; report all missing names together.
+
+        Raises
+        ------
+        MissingInputError
+            Listing how many names of which set have no image, and the first 20.
+        """
+        found: dict[str, Path] = {}
+        missing: dict[str, list[str]] = {}
+        for set_name, names in names_by_set.items():
+            for name in sorted(set(names)):
+                path = self.resolve(name)
+                if path is None:
+                    missing.setdefault(set_name, []).append(name)
+                else:
+                    found[name] = path
+        if missing:
+            total = sum(len(v) for v in missing.values())
+            detail = "; ".join(
+                f"{s}: {len(v)} ({', '.join(v[:20])}{', ...' if len(v) > 20 else ''})"
+                for s, v in missing.items()
+            )
+            raise MissingInputError(
+                f"{total} stimulus image(s) not found under {self.root}: {detail}. "
+                f"Put the images there (or pass --stimuli-dir), named <stimulus name><extension>."
+            )
+        return found

@@ -1,0 +1,383 @@
+"""The samples stage: one participant's runs, events and ROI masks → sample matrices.
+
+``collect_inputs`` reads everything cheap (events, image headers, masks, the stimulus index) and
+checks it before any output is written. ``compute_samples`` then streams the BOLD runs one at a
+time. ``run_samples_stage`` caches the result in the work folder, keyed by a hash of the inputs
+and settings, and writes the blocks provenance table to OUTPUT_DIR.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bids_recon.config import Config
+from bids_recon.errors import InputDataError
+from bids_recon.fmri.masks import combine_masks, mask_on_grid
+from bids_recon.fmri.samples import (
+    average_by_label,
+    block_samples,
+    block_windows,
+    clean_run,
+    standardize_by_training,
+)
+from bids_recon.io.atomic import atomic_write, atomic_write_json
+from bids_recon.io.events import check_blocks_in_run, events_to_blocks, read_events
+from bids_recon.io.images import load_image, read_voxel_series
+from bids_recon.io.layout import RunFiles, find_mask_files
+from bids_recon.io.stimuli import StimulusIndex
+from bids_recon.log import progress
+from bids_recon.specs import DatasetSpec
+
+LOGGER = logging.getLogger(__name__)
+CACHE_VERSION = "1"
+
+BLOCKS_TABLE_COLUMNS = {
+    "set": "Set of the block: the training set or a test set of the dataset spec.",
+    "session": "Session label of the run.",
+    "task": "Task label of the run.",
+    "run": "Run label.",
+    "onset": "Block onset in seconds from the start of the run (from events.tsv).",
+    "duration": "Block duration in seconds.",
+    "stimulus": "Original stimulus name (after the spec's stimulus_map, if any).",
+    "is_repeat": "True for a one-back repeat block (kept only when the spec includes repeats).",
+    "n_volumes": "Volumes averaged into the block's sample (after the haemodynamic shift).",
+}
+
+
+@dataclass(frozen=True)
+class ParticipantInputs:
+    """Checked inputs of one participant, before any BOLD data is read."""
+
+    label: str
+    runs: list[RunFiles]
+    blocks: list[pd.DataFrame]  # one table per run, as events_to_blocks returns
+    grid_shape: tuple[int, int, int]
+    grid_affine: np.ndarray
+    roi_masks: dict[str, np.ndarray]  # analysed ROI -> boolean mask on the BOLD grid
+    mask_files: dict[str, list[Path]]
+    stimulus_files: dict[str, Path]
+
+
+@dataclass(frozen=True)
+class SampleSet:
+    """Sample matrices of one participant, voxels standardized with training statistics.
+
+    Attributes
+    ----------
+    samples : dict of str to ndarray
+        Per set: training, one row per block; test sets, one row per stimulus (repetitions
+        averaged). Columns are the kept voxels.
+    stimuli : dict of str to list of str
+        Per set, the stimulus name of each row.
+    train_runs : ndarray of int
+        For each training row, the index of its run (folds for cross-validation over runs).
+    voxels : ndarray, shape (n_voxels, 3)
+        Grid indices of the kept voxels.
+    rois : dict of str to ndarray of bool
+        Per analysed ROI, which kept voxels belong to it.
+    blocks : DataFrame
+        Every block used, one row each (the provenance table).
+    """
+
+    samples: dict[str, np.ndarray]
+    stimuli: dict[str, list[str]]
+    train_runs: np.ndarray
+    voxels: np.ndarray
+    rois: dict[str, np.ndarray]
+    blocks: pd.DataFrame
+
+
+def collect_inputs(
+    config: Config, spec: DatasetSpec, label: str, runs: list[RunFiles]
+) -> ParticipantInputs:
+    """Read events, headers and masks of one participant and check them all.
+
+    Raises
+    ------
+    BidsReconError
+        Bad events, images or masks (exit 65), missing files or stimuli (66): see the message.
+    """
+    blocks = []
+    shape, affine = None, None
+    for run in runs:
+        image = load_image(run.bold, ndim=4)
+        if shape is None:
+            shape, affine, first = image.shape[:3], image.affine, run.bold
+        elif image.shape[:3] != shape or not np.allclose(image.affine, affine, atol=1e-3):
+            raise InputDataError(
+                f"{run.bold} is on another grid ({image.shape[:3]}) than {first} ({shape}); "
+                f"all runs of a participant must share one grid."
+            )
+        table = events_to_blocks(
+            read_events(run.events), spec.sets[run.set_name].events, run.events
+        )
+        check_blocks_in_run(table, image.shape[3] * run.tr, run.events)
+        blocks.append(table)
+    training = spec.training_set.events
+    n_training = sum(
+        len(b) for b, r in zip(blocks, runs, strict=True) if r.set_name == spec.training_set.name
+    )
+    if n_training == 0:
+        raise InputDataError(
+            f"sub-{label}: the training runs have no stimulus blocks "
+            f"({training.type_column} in {list(training.block_types)})."
+        )
+    _warn_test_in_training(spec, runs, blocks)
+
+    roi_names = config.roi or (spec.rois.default,)
+    user = {name: [path] for name, path in config.roi_mask.items()}
+    from_spec = [n for n in roi_names if n not in user]
+    base = config.derivatives.get("rois", config.bids_dir)
+    mask_files = {**find_mask_files(base, spec.rois, label, from_spec), **user}
+    roi_masks = {
+        name: combine_masks(
+            [mask_on_grid(load_image(p, ndim=3), p, shape, affine) for p in mask_files[name]]
+        )
+        for name in roi_names
+    }
+    for name, mask in roi_masks.items():
+        LOGGER.info("sub-%s: ROI %s has %d voxels on the BOLD grid", label, name, mask.sum())
+
+    no_image = {s.name: set(s.events.no_image) for s in spec.sets.values()}
+    names_by_set: dict[str, set[str]] = {}
+    for run, table in zip(runs, blocks, strict=True):
+        names = set(table["stimulus"]) - no_image[run.set_name]
+        names_by_set.setdefault(run.set_name, set()).update(names)
+    index = StimulusIndex(config.resolved_stimuli_dir, spec.stimulus_extensions)
+    stimulus_files = index.resolve_all(names_by_set)
+    return ParticipantInputs(
+        label, runs, blocks, shape, affine, roi_masks, mask_files, stimulus_files
+    )
+
+
+def _warn_test_in_training(
+    spec: DatasetSpec, runs: list[RunFiles], blocks: list[pd.DataFrame]
+) -> None:
+    training = spec.training_set.name
+    train_names = {
+        s
+        for r, b in zip(runs, blocks, strict=True)
+        if r.set_name == training
+        for s in b["stimulus"]
+    }
+    for set_spec in spec.test_sets:
+        names = {
+            s
+            for r, b in zip(runs, blocks, strict=True)
+            if r.set_name == set_spec.name
+            for s in b["stimulus"]
+        }
+        overlap = sorted(names & train_names)
+        if overlap:
+            LOGGER.warning(
+                "Test set '%s' shares %d stimulus(es) with the training set (e.g. %s): their "
+                "decoding accuracy is not a generalization test.",
+                set_spec.name,
+                len(overlap),
+                ", ".join(overlap[:5]),
+            )
+
+
+def _load_confounds(run: RunFiles, strategy: tuple[str, ...]) -> np.ndarray | None:
+    if not strategy:
+        return None
+    from nilearn.interfaces.fmriprep import load_confounds
+
+    try:
+        confounds, sample_mask = load_confounds(str(run.bold), strategy=strategy)
+    except Exception as err:
+        raise InputDataError(f"Cannot load fMRIPrep confounds for {run.bold}: {err}") from err
+    if sample_mask is not None:
+        LOGGER.warning("%s: scrubbing is not supported; all volumes are kept", run.bold.name)
+    return confounds.to_numpy(dtype=float)
+
+
+def compute_samples(config: Config, spec: DatasetSpec, inputs: ParticipantInputs) -> SampleSet:
+    """Stream the runs (one in memory at a time) and build the standardized sample matrices.
+
+    Raises
+    ------
+    InputDataError
+        NaN voxels, a block with no volume after the shift, or no voxel left.
+    """
+    union = combine_masks(list(inputs.roi_masks.values()))
+    voxels = np.argwhere(union)
+    fmri = spec.fmri
+    rows, tables = [], []
+    for index, (run, table) in enumerate(
+        progress(list(zip(inputs.runs, inputs.blocks, strict=True)), f"sub-{inputs.label} runs")
+    ):
+        image = load_image(run.bold, ndim=4)
+        series = read_voxel_series(image, union, run.bold)
+        cleaned = clean_run(
+            series,
+            run.tr,
+            detrend=fmri.detrend,
+            high_pass=fmri.high_pass,
+            normalize=fmri.normalize,
+            baseline_volumes=int(round(fmri.baseline_duration / run.tr)),
+            confounds=_load_confounds(run, config.confounds),
+        )
+        windows = block_windows(
+            table["onset"], table["duration"], len(series), run.tr, fmri.hrf_delay, run.start_time
+        )
+        counts = (windows > 0).sum(axis=1)
+        if (counts == 0).any():
+            k = int(np.flatnonzero(counts == 0)[0])
+            raise InputDataError(
+                f"{run.events}: block {table['stimulus'].iloc[k]!r} at "
+                f"{table['onset'].iloc[k]:g} s "
+                f"has no volume after the {fmri.hrf_delay:g}-s haemodynamic shift "
+                f"({len(series)} volumes at TR {run.tr:g} s)."
+            )
+        rows.append(block_samples(cleaned, windows).astype(np.float32))
+        tables.append(
+            table.assign(
+                set=run.set_name,
+                session=run.session,
+                task=run.task,
+                run=run.run,
+                n_volumes=counts,
+                run_index=index,
+            )
+        )
+    blocks = pd.concat(tables, ignore_index=True)
+    everything = np.concatenate(rows)
+    is_train = (blocks["set"] == spec.training_set.name).to_numpy()
+    mean, sd, keep = standardize_by_training(everything[is_train])
+    dropped = int((~keep).sum())
+    if dropped:
+        LOGGER.info(
+            "sub-%s: dropped %d zero-variance voxel(s) of %d", inputs.label, dropped, len(keep)
+        )
+    if not keep.any():
+        raise InputDataError(f"sub-{inputs.label}: no ROI voxel varies over the training blocks.")
+    standardized = ((everything[:, keep] - mean[keep]) / sd[keep]).astype(np.float32)
+
+    samples: dict[str, np.ndarray] = {}
+    stimuli: dict[str, list[str]] = {}
+    for set_spec in spec.sets.values():
+        in_set = (blocks["set"] == set_spec.name).to_numpy()
+        names = blocks.loc[in_set, "stimulus"].tolist()
+        if set_spec.role == "training":
+            samples[set_spec.name], stimuli[set_spec.name] = standardized[in_set], names
+        else:
+            unique, averaged = average_by_label(standardized[in_set], names)
+            samples[set_spec.name], stimuli[set_spec.name] = averaged.astype(np.float32), unique
+    kept = voxels[keep]
+    rois = {name: mask[tuple(kept.T)] for name, mask in inputs.roi_masks.items()}
+    return SampleSet(
+        samples,
+        stimuli,
+        blocks.loc[is_train, "run_index"].to_numpy(),
+        kept,
+        rois,
+        blocks.drop(columns="run_index"),
+    )
+
+
+def cache_key(config: Config, spec: DatasetSpec, inputs: ParticipantInputs) -> str:
+    """Hash of everything the samples depend on: files (size, mtime), events content, settings."""
+
+    def stat(path: Path) -> list:
+        info = path.stat()
+        return [str(path), info.st_size, info.st_mtime_ns]
+
+    description = {
+        "cache_version": CACHE_VERSION,
+        "fmri": repr(spec.fmri),
+        "sets": repr(sorted(spec.sets.items())),
+        "rois": sorted((k, [stat(p) for p in v]) for k, v in inputs.mask_files.items()),
+        "confounds": list(config.confounds),
+        "runs": [
+            [
+                run.set_name,
+                stat(run.bold),
+                hashlib.sha256(run.events.read_bytes()).hexdigest(),
+                run.tr,
+                run.start_time,
+            ]
+            for run in inputs.runs
+        ],
+    }
+    text = json.dumps(description, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _save(sample_set: SampleSet, folder: Path) -> None:
+    """Write a SampleSet to ``folder`` atomically (private folder, then rename)."""
+    private = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:8]}"
+    private.mkdir(parents=True)
+    try:
+        arrays = {"voxels": sample_set.voxels, "train_runs": sample_set.train_runs}
+        for name, matrix in sample_set.samples.items():
+            arrays[f"samples__{name}"] = matrix
+            arrays[f"stimuli__{name}"] = np.array(sample_set.stimuli[name], dtype=str)
+        for name, mask in sample_set.rois.items():
+            arrays[f"roi__{name}"] = mask
+        np.savez(private / "samples.npz", **arrays)
+        sample_set.blocks.to_csv(private / "blocks.tsv", sep="\t", index=False)
+        os.replace(private, folder)
+    except OSError:
+        shutil.rmtree(private, ignore_errors=True)
+        if not (folder / "samples.npz").exists():
+            raise
+
+
+def _load(folder: Path) -> SampleSet:
+    with np.load(folder / "samples.npz") as data:
+        samples = {k.split("__", 1)[1]: data[k] for k in data.files if k.startswith("samples__")}
+        stimuli = {
+            k.split("__", 1)[1]: data[k].tolist() for k in data.files if k.startswith("stimuli__")
+        }
+        rois = {k.split("__", 1)[1]: data[k] for k in data.files if k.startswith("roi__")}
+        voxels, train_runs = data["voxels"], data["train_runs"]
+    blocks = pd.read_csv(
+        folder / "blocks.tsv",
+        sep="\t",
+        dtype={"session": str, "run": str, "task": str, "stimulus": str},
+        keep_default_na=False,
+    )
+    return SampleSet(samples, stimuli, train_runs, voxels, rois, blocks)
+
+
+def blocks_table_path(output_dir: Path, label: str) -> Path:
+    """``OUTPUT_DIR/sub-<label>/func/sub-<label>_desc-blocks_table.tsv``."""
+    return output_dir / f"sub-{label}" / "func" / f"sub-{label}_desc-blocks_table.tsv"
+
+
+def write_blocks_table(output_dir: Path, label: str, blocks: pd.DataFrame) -> Path:
+    """Write the provenance table of the blocks used, with its JSON data dictionary."""
+    path = blocks_table_path(output_dir, label)
+    table = blocks[list(BLOCKS_TABLE_COLUMNS)].copy()
+    table["is_repeat"] = table["is_repeat"].map({True: "true", False: "false"})
+    atomic_write(path, table.to_csv(sep="\t", index=False, na_rep="n/a"))
+    dictionary = {name: {"Description": text} for name, text in BLOCKS_TABLE_COLUMNS.items()}
+    dictionary["onset"]["Units"] = dictionary["duration"]["Units"] = "s"
+    atomic_write_json(path.with_suffix(".json"), dictionary)
+    return path
+
+
+def run_samples_stage(config: Config, spec: DatasetSpec, inputs: ParticipantInputs) -> SampleSet:
+    """Compute (or load from the work-folder cache) the samples and write the blocks table."""
+    folder = config.work_dir / f"sub-{inputs.label}" / "samples" / cache_key(config, spec, inputs)
+    if (folder / "samples.npz").is_file():
+        LOGGER.info("sub-%s: samples loaded from the cache %s", inputs.label, folder)
+        sample_set = _load(folder)
+    else:
+        sample_set = compute_samples(config, spec, inputs)
+        _save(sample_set, folder)
+    shapes = ", ".join(f"{k} {v.shape[0]}x{v.shape[1]}" for k, v in sample_set.samples.items())
+    LOGGER.info("sub-%s: samples (rows x voxels): %s", inputs.label, shapes)
+    write_blocks_table(config.output_dir, inputs.label, sample_set.blocks)
+    return sample_set
