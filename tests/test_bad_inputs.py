@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import participant_args
 
 from bids_recon.cli import main
 
@@ -26,22 +27,8 @@ def dataset(simulated_dataset, tmp_path) -> Path:
 
 
 def run_app(dataset: Path, tmp_path: Path, *extra: str) -> tuple[int, Path]:
-    out = tmp_path / "out"
-    code = main(
-        [
-            str(dataset),
-            str(out),
-            "participant",
-            "--stages",
-            "samples",
-            "report",
-            "-w",
-            str(tmp_path / "work"),
-            "--skip-bids-validation",
-            *extra,
-        ]
-    )
-    return code, out
+    code = main(participant_args(dataset, tmp_path, "--stages", "samples", "report", *extra))
+    return code, tmp_path / "out"
 
 
 def assert_nothing_written(out: Path) -> None:

@@ -11,6 +11,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import participant_args
 from PIL import Image
 
 from bids_recon.cli import main, parse_config
@@ -73,16 +74,7 @@ def real_layout(reference_dir, tmp_path_factory) -> Path:
 
 
 def test_spec_yields_the_block_counts_the_readme_implies(real_layout, tmp_path):
-    config = parse_config(
-        [
-            str(real_layout),
-            str(tmp_path / "out"),
-            "participant",
-            "-w",
-            str(tmp_path / "work"),
-            "--skip-bids-validation",
-        ]
-    )
+    config = parse_config(participant_args(real_layout, tmp_path))
     inputs = collect_all_inputs(config, SPEC, ["01"])["01"]
     result = compute_samples(config, SPEC, inputs)
     counts = {name: matrix.shape[0] for name, matrix in result.samples.items()}

@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import participant_args
 
 from bids_recon.cli import main, parse_config
 from bids_recon.errors import BIDSValidationError, MissingInputError
@@ -54,17 +55,7 @@ def fmriprep(simulated_dataset, tmp_path_factory):
 
 
 def config_for(dataset, tmp_path, *extra):
-    return parse_config(
-        [
-            str(dataset),
-            str(tmp_path / "out"),
-            "participant",
-            "-w",
-            str(tmp_path / "work"),
-            "--skip-bids-validation",
-            *extra,
-        ]
-    )
+    return parse_config(participant_args(dataset, tmp_path, *extra))
 
 
 def test_fmriprep_bold_with_motion_confounds(simulated_dataset, fmriprep, tmp_path):

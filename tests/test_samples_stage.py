@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import participant_args
 
 from bids_recon.cli import main, parse_config
 from bids_recon.specs import load_builtin_spec
@@ -20,17 +22,7 @@ VC_PARTS = ("V1d", "V1v", "V2d", "V2v", "V3d", "V3v", "hV4", "HVC")
 
 
 def config_for(dataset, tmp_path, *extra):
-    return parse_config(
-        [
-            str(dataset),
-            str(tmp_path / "out"),
-            "participant",
-            "-w",
-            str(tmp_path / "work"),
-            "--skip-bids-validation",
-            *extra,
-        ]
-    )
+    return parse_config(participant_args(dataset, tmp_path, *extra))
 
 
 @pytest.fixture(scope="module")
@@ -138,19 +130,7 @@ def test_cache_hit_reads_no_bold_data(computed, tmp_path, monkeypatch):
 
 def test_participant_run_writes_blocks_table(simulated_dataset, tmp_path):
     out = tmp_path / "out"
-    code = main(
-        [
-            str(simulated_dataset),
-            str(out),
-            "participant",
-            "--stages",
-            "samples",
-            "report",
-            "-w",
-            str(tmp_path / "work"),
-            "--skip-bids-validation",
-        ]
-    )
+    code = main(participant_args(simulated_dataset, tmp_path, "--stages", "samples", "report"))
     assert code == 0
     table_path = out / "sub-01" / "func" / "sub-01_desc-blocks_table.tsv"
     table = pd.read_csv(table_path, sep="\t", dtype=str, keep_default_na=False)
@@ -204,3 +184,15 @@ def test_user_roi_mask_on_another_grid_is_resampled(simulated_dataset, tmp_path)
     assert set(inputs.roi_masks) == {"V1", "mine"}
     assert inputs.roi_masks["mine"].shape == mask.shape
     assert inputs.roi_masks["mine"].sum() > 0
+
+
+def test_masks_from_a_derivatives_folder(simulated_dataset, tmp_path):
+    rois = tmp_path / "rois"
+    shutil.copytree(
+        simulated_dataset / "sourcedata" / "sub-01" / "anat",
+        rois / "sourcedata" / "sub-01" / "anat",
+    )
+    config = config_for(simulated_dataset, tmp_path, "--derivatives", f"rois={rois}")
+    inputs = collect_all_inputs(config, SPEC, ["01"])["01"]
+    assert all(p.is_relative_to(rois) for p in inputs.mask_files["VC"])
+    assert len(inputs.mask_files["VC"]) == 16

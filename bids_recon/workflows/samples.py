@@ -134,7 +134,7 @@ def collect_inputs(
         )
     _warn_test_in_training(spec, runs, blocks)
 
-    roi_names = config.roi or (spec.rois.default,)
+    roi_names = config.roi or (spec.rois.default, *config.roi_mask)
     user = {name: [path] for name, path in config.roi_mask.items()}
     from_spec = [n for n in roi_names if n not in user]
     base = config.derivatives.get("rois", config.bids_dir)
