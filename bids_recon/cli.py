@@ -197,6 +197,59 @@ def build_parser() -> argparse.ArgumentParser:
         help="local weights file for --network (nothing is downloaded at run time)",
     )
     model.add_argument(
+        "--layers",
+        nargs="+",
+        metavar="LAYER",
+        help="layers to decode (default: all of the network's: conv1_1 ... fc8 for vgg19)",
+    )
+    model.add_argument(
+        "--preprocessing",
+        choices=("caffe", "torchvision"),
+        help="image preprocessing (default: caffe for vgg19 and builtin, as the paper)",
+    )
+    model.add_argument(
+        "--decoder",
+        choices=("ridge", "voxel-selection"),
+        help="ridge: exact dual-form ridge, alpha per layer by CV over runs (default); "
+        "voxel-selection: the paper's FastL2LiR protocol (500 voxels per unit, alpha 100)",
+    )
+    model.add_argument(
+        "--alphas",
+        nargs="+",
+        type=float,
+        metavar="ALPHA",
+        help="ridge alpha grid (default: 17 values from 0.1 to 1e7, log-spaced)",
+    )
+    model.add_argument(
+        "--cv-folds",
+        dest="cv_folds",
+        type=_positive_int,
+        metavar="N",
+        help="cross-validation folds of whole runs for ridge alpha (default: 5)",
+    )
+    model.add_argument(
+        "--cv-units",
+        dest="cv_units",
+        type=_positive_int,
+        metavar="N",
+        help="units per layer (random subset) whose Gram matrix estimates the CV "
+        "error of large layers (default: 10000; smaller layers use all)",
+    )
+    model.add_argument(
+        "--selection-voxels",
+        dest="selection_voxels",
+        type=_positive_int,
+        metavar="N",
+        help="voxel-selection decoder: voxels per unit (default: 500)",
+    )
+    model.add_argument(
+        "--selection-alpha",
+        dest="selection_alpha",
+        type=float,
+        metavar="ALPHA",
+        help="voxel-selection decoder: ridge alpha (default: 100)",
+    )
+    model.add_argument(
         "--stages",
         nargs="+",
         metavar="STAGE",
@@ -235,6 +288,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         metavar="N",
         help=f"threads per process for torch and BLAS (default: {defaults.omp_nthreads})",
+    )
+    res.add_argument(
+        "--batch-size",
+        dest="batch_size",
+        type=_positive_int,
+        metavar="N",
+        help="images per batch through the network (default: 16)",
+    )
+    res.add_argument(
+        "--feature-cache-mb",
+        dest="feature_cache_mb",
+        type=float,
+        metavar="MB",
+        help="layers whose training features fit this size are cached whole in the "
+        "work folder (default: 2048)",
     )
     res.add_argument(
         "--device",
@@ -327,7 +395,16 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
     for key in ("derivatives", "roi_mask"):
         if key in given:
             values[key] = dict(given[key])
-    for key in ("participant_label", "session_label", "task_id", "stages", "confounds", "roi"):
+    for key in (
+        "participant_label",
+        "session_label",
+        "task_id",
+        "stages",
+        "confounds",
+        "roi",
+        "layers",
+        "alphas",
+    ):
         if key in values:
             values[key] = tuple(values[key])
     _check_inputs(values)

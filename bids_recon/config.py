@@ -15,11 +15,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bids_recon import __version__
 from bids_recon._toml import TOMLDecodeError, dumps_toml, read_toml
 from bids_recon.errors import UsageError
 
 ANALYSIS_LEVELS = ("participant", "group")
+DECODERS = ("ridge", "voxel-selection")
+DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-1, 7, 17))
 STAGES = ("samples", "decode", "recon", "report")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -57,6 +61,17 @@ class Config:
     device: str = "auto"
     network: str = "vgg19"
     weights: Path | None = None
+    layers: tuple[str, ...] = ()
+    preprocessing: str | None = None
+    decoder: str = "ridge"
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS
+    cv_folds: int = 5
+    cv_units: int = 10_000
+    selection_alpha: float = 100.0
+    selection_voxels: int = 500
+    selection_chunk: int = 4096
+    batch_size: int = 16
+    feature_cache_mb: float = 2048.0
     stages: tuple[str, ...] = STAGES
     random_seed: int = 0
     skip_bids_validation: bool = False
@@ -113,6 +128,17 @@ FILE_OPTION_KINDS: dict[str, str] = {
     "device": "str",
     "network": "str",
     "weights": "path",
+    "layers": "labels",
+    "preprocessing": "str",
+    "decoder": "str",
+    "alphas": "floats",
+    "cv_folds": "int",
+    "cv_units": "int",
+    "selection_alpha": "float",
+    "selection_voxels": "int",
+    "selection_chunk": "int",
+    "batch_size": "int",
+    "feature_cache_mb": "float",
     "stages": "labels",
     "random_seed": "int",
     "skip_bids_validation": "bool",
@@ -182,6 +208,14 @@ def _coerce(path: Path, key: str, kind: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad("an integer")
         return value
+    if kind in ("float", "floats"):
+        items = value if kind == "floats" else [value]
+        if not isinstance(items, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in items
+        ):
+            raise bad("a number" if kind == "float" else "a list of numbers")
+        floats = tuple(float(v) for v in items)
+        return floats if kind == "floats" else floats[0]
     if kind == "bool":
         if not isinstance(value, bool):
             raise bad("true or false")
@@ -204,9 +238,21 @@ def build_config(values: Mapping[str, Any]) -> Config:
     unknown_stages = sorted(set(config.stages) - set(STAGES))
     if unknown_stages:
         raise UsageError(f"--stages: unknown stage(s) {unknown_stages}; choose from {list(STAGES)}")
+    if config.decoder not in DECODERS:
+        raise UsageError(f"--decoder {config.decoder!r}: choose from {list(DECODERS)}")
+    if not config.alphas or min(config.alphas) <= 0:
+        raise UsageError(f"--alphas must be positive numbers, got {list(config.alphas)}")
     if config.device not in DEVICES:
         raise UsageError(f"--device {config.device!r}: choose from {list(DEVICES)}")
-    for name in ("nprocs", "omp_nthreads"):
+    for name in (
+        "nprocs",
+        "omp_nthreads",
+        "cv_folds",
+        "cv_units",
+        "selection_voxels",
+        "selection_chunk",
+        "batch_size",
+    ):
         if getattr(config, name) < 1:
             raise UsageError(
                 f"--{name.replace('_', '-')} must be >= 1, got {getattr(config, name)}"

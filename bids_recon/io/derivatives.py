@@ -31,6 +31,7 @@ BIDSIGNORE = (
     "models/",
     "*_features.npy",
     "*_features.json",
+    "*_decoder.json",
     "*_eval.tsv",
     "*_eval.json",
     "*_table.tsv",

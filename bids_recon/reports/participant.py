@@ -17,6 +17,18 @@ def participant_report_path(output_dir: Path, label: str) -> Path:
     return output_dir / f"sub-{label}.html"
 
 
+def decoding_table(rows: Sequence[Mapping[str, object]]) -> dict[str, object]:
+    """Feature-decoding accuracy as a layers × (ROI, set) table of mean profile correlations."""
+    profile = [r for r in rows if r["metric"] == "profile_correlation"]
+    columns = list(dict.fromkeys((str(r["roi"]), str(r["set"])) for r in profile))
+    layers = list(dict.fromkeys(str(r["layer"]) for r in profile))
+    value = {(str(r["layer"]), str(r["roi"]), str(r["set"])): r["value"] for r in profile}
+    return {
+        "columns": [f"{roi} / {name}" for roi, name in columns],
+        "rows": [(layer, [value.get((layer, *c)) for c in columns]) for layer in layers],
+    }
+
+
 def write_participant_report(
     config: Config,
     spec: DatasetSpec,
@@ -24,6 +36,7 @@ def write_participant_report(
     device: str,
     stages: Mapping[str, str],
     data: Sequence[Mapping[str, object]] = (),
+    decoding: Sequence[Mapping[str, object]] = (),
     messages: Sequence[str] = (),
 ) -> Path:
     """Render and atomically write the participant report; returns its path."""
@@ -52,6 +65,7 @@ def write_participant_report(
         sets=sets,
         stages=list(stages.items()),
         data=list(data),
+        decoding=decoding_table(decoding),
         messages=list(messages),
     )
     path = participant_report_path(config.output_dir, label)

@@ -7,6 +7,8 @@ import logging
 import time
 from collections import Counter
 
+import torch
+
 from bids_recon.config import Config
 from bids_recon.errors import BidsReconError
 from bids_recon.io.atomic import atomic_write
@@ -17,6 +19,7 @@ from bids_recon.log import add_log_file, remove_log_file
 from bids_recon.reports.participant import write_participant_report
 from bids_recon.runtime import configure_runtime, resolve_device
 from bids_recon.specs import DatasetSpec, resolve_spec
+from bids_recon.workflows.decode import run_decode_stage
 from bids_recon.workflows.samples import (
     ParticipantInputs,
     SampleSet,
@@ -63,7 +66,8 @@ def run_participant_level(config: Config) -> None:
         validate_bids(config.bids_dir)
     device = resolve_device(config.device)
     config = dataclasses.replace(config, dataset_spec=spec.source)
-    inputs = collect_all_inputs(config, spec, labels) if "samples" in config.stages else {}
+    needs_samples = {"samples", "decode"} & set(config.stages)
+    inputs = collect_all_inputs(config, spec, labels) if needs_samples else {}
 
     init_output_dataset(config.output_dir, config.bids_dir)
     log_file = add_log_file(config.logs_dir / f"bids_recon-{config.run_uuid}.log")
@@ -131,16 +135,22 @@ def run_participant(
     """Run the requested stages for ``sub-<label>`` and write its report."""
     status = {stage: NOT_IMPLEMENTED for stage in config.stages}
     summary: list[dict[str, object]] = []
-    if "samples" in config.stages and inputs is not None:
+    decoding: list[dict[str, object]] = []
+    if inputs is not None:
         sample_set = run_samples_stage(config, spec, inputs)
         status["samples"] = "done"
         summary = data_summary(sample_set)
+        if "decode" in config.stages:
+            decoding = run_decode_stage(
+                config, spec, label, sample_set, inputs.stimulus_files, torch.device(device)
+            )
+            status["decode"] = "done"
     for stage, state in status.items():
         if state == NOT_IMPLEMENTED and stage != "report":
             LOGGER.warning("sub-%s: stage '%s' is %s; skipped", label, stage, NOT_IMPLEMENTED)
     if "report" in config.stages:
         status["report"] = "done"
-        path = write_participant_report(config, spec, label, device, status, summary)
+        path = write_participant_report(config, spec, label, device, status, summary, decoding)
         LOGGER.info("sub-%s: report written to %s", label, path)
 
 

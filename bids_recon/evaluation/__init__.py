@@ -1,0 +1,1 @@
+"""Evaluation: feature decoding accuracy and reconstruction identification metrics."""

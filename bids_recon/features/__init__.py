@@ -1,0 +1,1 @@
+"""Features stage: stimulus images → DNN unit activations (pre-ReLU), streamed in batches."""

@@ -1,0 +1,273 @@
+"""Feature networks with taps on named layers, returning pre-activation (pre-ReLU) outputs.
+
+- ``vgg19``: torchvision's VGG19 definition, taps conv1_1 ... conv5_4, fc6, fc7, fc8 (the
+  paper's 19 layers), Caffe-style preprocessing by default. Weights from ``--weights`` or the
+  torch hub cache (``$TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth``).
+- ``builtin``: a small CNN with deterministic seeded weights, fast on CPU, for demos and tests.
+- any other torchvision model by name, with user-chosen layers (module paths).
+
+ReLUs are made non-inplace so that a tap on a convolution or linear module keeps its pre-ReLU
+output. Nothing is downloaded: weights are loaded from local files with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bids_recon.errors import InputDataError, MissingInputError, UsageError
+from bids_recon.features.preprocess import Preprocessing
+
+LOGGER = logging.getLogger(__name__)
+
+VGG19_LAYERS = {
+    "conv1_1": "features.0", "conv1_2": "features.2",
+    "conv2_1": "features.5", "conv2_2": "features.7",
+    "conv3_1": "features.10", "conv3_2": "features.12",
+    "conv3_3": "features.14", "conv3_4": "features.16",
+    "conv4_1": "features.19", "conv4_2": "features.21",
+    "conv4_3": "features.23", "conv4_4": "features.25",
+    "conv5_1": "features.28", "conv5_2": "features.30",
+    "conv5_3": "features.32", "conv5_4": "features.34",
+    "fc6": "classifier.0", "fc7": "classifier.3", "fc8": "classifier.6",
+}  # fmt: skip
+VGG19_CACHE_NAME = "vgg19-dcbb9e9d.pth"
+BUILTIN_LAYERS = {"conv1": "conv1", "conv2": "conv2", "conv3": "conv3", "fc1": "fc1", "fc2": "fc2"}
+
+
+class BuiltinNet(nn.Module):
+    """A small VGG-like CNN (64x64 input) with weights drawn from a fixed seed.
+
+    Random convolutional features keep much of the image information, which is all the demo and
+    the tests need; the same seed gives the same weights on every machine.
+    """
+
+    input_size = 64
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
+        self.conv3 = nn.Conv2d(32, 64, 3, padding=1)
+        self.fc1 = nn.Linear(64 * 8 * 8, 256)
+        self.fc2 = nn.Linear(256, 100)
+        self.act = nn.ReLU(inplace=False)
+        self.pool = nn.AvgPool2d(2)
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for module in (self.conv1, self.conv2, self.conv3, self.fc1, self.fc2):
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(
+                    torch.randn(module.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5
+                )
+                module.bias.zero_()
+        # inputs are Caffe-style (0-255 minus mean): scale the first layer to unit-ish range
+        self.conv1.weight.data /= 64.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the network; taps read the pre-activation outputs."""
+        x = self.pool(self.act(self.conv1(x)))
+        x = self.pool(self.act(self.conv2(x)))
+        x = self.pool(self.act(self.conv3(x)))
+        x = self.act(self.fc1(x.flatten(1)))
+        return self.fc2(x)
+
+
+class TappedNetwork(nn.Module):
+    """A network whose forward pass returns the outputs of chosen modules.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network (put in eval mode, ReLUs made non-inplace).
+    taps : dict of str to str
+        Layer name → module path (``features.0``).
+    preprocessing : Preprocessing
+        The input convention.
+    name : str
+        Network name, recorded in output sidecars.
+    """
+
+    def __init__(
+        self, model: nn.Module, taps: dict[str, str], preprocessing: Preprocessing, name: str
+    ):
+        super().__init__()
+        self.model = model.eval()
+        self.taps = dict(taps)
+        self.preprocessing = preprocessing
+        self.name = name
+        modules = dict(model.named_modules())
+        missing = [path for path in self.taps.values() if path not in modules]
+        if missing:
+            raise UsageError(
+                f"Network {name}: no module(s) {missing}; available: "
+                f"{', '.join(n for n in list(modules)[1:60] if n)} ..."
+            )
+        for module in model.modules():
+            if isinstance(module, (nn.ReLU, nn.LeakyReLU)):
+                module.inplace = False
+        order = list(modules)
+        self.taps = dict(sorted(self.taps.items(), key=lambda item: order.index(item[1])))
+        self._outputs: dict[str, torch.Tensor] = {}
+        for layer, path in self.taps.items():
+            modules[path].register_forward_hook(self._hook(layer))
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+
+    def _hook(self, layer: str):
+        def store(module, inputs, output):
+            self._outputs[layer] = output
+
+        return store
+
+    @property
+    def layers(self) -> list[str]:
+        """Tapped layer names, in forward order."""
+        return list(self.taps)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Features of a batch: layer name → (batch, ...) tensor, pre-ReLU."""
+        self._outputs = {}
+        self.model(x)
+        outputs, self._outputs = self._outputs, {}
+        return {layer: outputs[layer] for layer in self.taps}
+
+    def unit_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shape of each layer's output for one image."""
+        size = self.preprocessing.size
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            out = self(torch.zeros(1, 3, size, size, device=device))
+        return {layer: tuple(t.shape[1:]) for layer, t in out.items()}
+
+
+def _check_hash(path: Path) -> None:
+    """Verify the sha256 prefix that torchvision-style file names carry (``name-<hex>.pth``)."""
+    match = re.search(r"-([0-9a-f]{8,64})\.(pth|pt)$", path.name)
+    if not match:
+        return
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    if not digest.hexdigest().startswith(match.group(1)):
+        raise InputDataError(
+            f"Weights file {path}: sha256 {digest.hexdigest()[:16]}... does not match the "
+            f"{match.group(1)} in its name (corrupt or incomplete download)."
+        )
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Load a weights file safely (``weights_only=True``), verifying its hash when known.
+
+    Raises
+    ------
+    MissingInputError
+        The file does not exist.
+    InputDataError
+        The file is not a torch state dict or fails its hash check.
+    """
+    if not path.is_file():
+        raise MissingInputError(f"Weights file not found: {path}")
+    _check_hash(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise InputDataError(f"Weights file {path} cannot be loaded safely: {err}") from err
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise InputDataError(f"Weights file {path} does not hold a state dict.")
+    return state
+
+
+def _vgg19_weights(weights: Path | None) -> Path:
+    if weights is not None:
+        return weights
+    hub = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub"
+    cached = hub / "checkpoints" / VGG19_CACHE_NAME
+    if cached.is_file():
+        return cached
+    raise MissingInputError(
+        "VGG19 needs pretrained weights and nothing is downloaded at run time. Pass --weights "
+        f"PATH (torchvision's {VGG19_CACHE_NAME}, or the Caffe-converted VGG_ILSVRC_19_layers.pt "
+        f"of the Kamitani lab, which matches the paper), or put {VGG19_CACHE_NAME} in "
+        f"{cached.parent} (the bids_recon container image has it). For a quick run use "
+        "--network builtin."
+    )
+
+
+def build_network(
+    name: str,
+    weights: Path | None = None,
+    layers: Sequence[str] = (),
+    preprocessing: str | None = None,
+) -> TappedNetwork:
+    """Build a feature network by name.
+
+    Parameters
+    ----------
+    name : str
+        ``vgg19``, ``builtin`` or a torchvision model name.
+    weights : Path, optional
+        Local weights file (required for torchvision models; the builtin net has none).
+    layers : sequence of str
+        Layers to tap (default: all of the network's standard layers).
+    preprocessing : {"caffe", "torchvision"}, optional
+        Input convention (default: caffe for vgg19 and builtin, torchvision otherwise).
+
+    Raises
+    ------
+    UsageError
+        Unknown network or layer names.
+    MissingInputError, InputDataError
+        Weights missing or unusable.
+    """
+    import torchvision
+
+    if name == "builtin":
+        model, taps = BuiltinNet(), BUILTIN_LAYERS
+        size, default_kind = BuiltinNet.input_size, "caffe"
+        if weights is not None:
+            model.load_state_dict(load_state_dict(weights))
+    else:
+        if name == "vgg19":
+            taps, default_kind = VGG19_LAYERS, "caffe"
+            weights = _vgg19_weights(weights)
+        else:
+            if name not in torchvision.models.list_models():
+                raise UsageError(
+                    f"--network {name!r}: not vgg19, builtin or a torchvision model name"
+                )
+            if weights is None:
+                raise MissingInputError(f"--network {name} needs --weights PATH (no downloads).")
+            taps, default_kind = {}, "torchvision"
+        model = torchvision.models.get_model(name, weights=None)
+        try:
+            model.load_state_dict(load_state_dict(weights))
+        except RuntimeError as err:
+            raise InputDataError(f"Weights file {weights} does not fit {name}: {err}") from err
+        if not taps:
+            taps = {
+                path: path
+                for path, m in model.named_modules()
+                if isinstance(m, (nn.Conv2d, nn.Linear))
+            }
+        size = 224
+        LOGGER.info("Loaded %s weights from %s", name, weights)
+    if layers:
+        unknown = [layer for layer in layers if layer not in taps and name in ("vgg19", "builtin")]
+        if unknown:
+            raise UsageError(f"--layers {unknown}: {name} has {', '.join(taps)}")
+        taps = {layer: taps.get(layer, layer) for layer in layers}
+    kind = preprocessing or default_kind
+    if kind not in ("caffe", "torchvision"):
+        raise UsageError(f"--preprocessing {kind!r}: choose caffe or torchvision")
+    return TappedNetwork(model, taps, Preprocessing(kind, size), name)

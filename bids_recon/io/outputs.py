@@ -1,0 +1,73 @@
+"""Participant output files: decoded features, decoder metadata, evaluation tables.
+
+Names are BIDS-like (``sub-<label>_roi-<roi>_set-<set>_feat-<layer>_desc-decoded_features.npy``)
+with labels reduced to letters and digits; the original names are kept in the JSON sidecars.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bids_recon.io.atomic import atomic_write, atomic_write_json
+from bids_recon.io.derivatives import sanitize_label
+
+FEATDECODING_COLUMNS = {
+    "roi": "Region of interest whose voxels were decoded.",
+    "set": "Test set (from the dataset spec).",
+    "layer": "Network layer (original name).",
+    "metric": "profile_correlation: mean over units of the correlation across stimuli of decoded "
+    "and true features; pattern_correlation: mean over stimuli of the correlation across units "
+    "(both z-scored with the training features' mean and SD).",
+    "value": "Mean of the metric.",
+    "n": "Number of units (profile) or stimuli (pattern) averaged.",
+}
+
+
+def participant_dir(output_dir: Path, label: str, datatype: str) -> Path:
+    """``OUTPUT_DIR/sub-<label>/<datatype>``."""
+    return output_dir / f"sub-{label}" / datatype
+
+
+def decoded_features_path(
+    output_dir: Path, label: str, roi: str, set_name: str, layer: str
+) -> Path:
+    """Path of the decoded features of one set and layer."""
+    name = (
+        f"sub-{label}_roi-{sanitize_label(roi)}_set-{sanitize_label(set_name)}"
+        f"_feat-{sanitize_label(layer)}_desc-decoded_features.npy"
+    )
+    return participant_dir(output_dir, label, "func") / name
+
+
+def write_array(path: Path, array: np.ndarray, sidecar: Mapping[str, Any]) -> None:
+    """Write a .npy array and its JSON sidecar, each atomically."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array, dtype=np.float32))
+    atomic_write(path, buffer.getvalue())
+    atomic_write_json(path.with_suffix(".json"), dict(sidecar))
+
+
+def write_table(path: Path, rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> None:
+    """Write a TSV (``n/a`` for missing values) and its JSON data dictionary."""
+    table = pd.DataFrame(list(rows), columns=list(columns))
+    atomic_write(path, table.to_csv(sep="\t", index=False, na_rep="n/a", float_format="%.6g"))
+    atomic_write_json(
+        path.with_suffix(".json"), {name: {"Description": text} for name, text in columns.items()}
+    )
+
+
+def featdecoding_eval_path(output_dir: Path, label: str) -> Path:
+    """The participant's feature-decoding accuracy table."""
+    return participant_dir(output_dir, label, "func") / f"sub-{label}_desc-featdecoding_eval.tsv"
+
+
+def decoder_path(output_dir: Path, label: str, roi: str, decoder: str) -> Path:
+    """Decoder metadata of one ROI."""
+    name = f"sub-{label}_roi-{sanitize_label(roi)}_desc-{sanitize_label(decoder)}_decoder.json"
+    return participant_dir(output_dir, label, "models") / name

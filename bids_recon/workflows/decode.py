@@ -1,0 +1,462 @@
+"""The decode stage: DNN features of the stimuli, decoders per layer, decoded test features.
+
+Ridge (default): one streamed pass over the training images accumulates per-unit statistics, the
+paper's feature-SD reference and a random subset of units per layer (all units when the layer is
+small) for choosing alpha by cross-validation over runs; a second pass accumulates the decoded
+test features as weighted sums of training features. Layers that fit the feature cache are kept
+whole in the work folder and need no second pass. Voxel selection (the paper's FastL2LiR
+protocol) keeps every layer on disk and solves unit chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bids_recon.config import Config
+from bids_recon.decoding.correction import feature_sd
+from bids_recon.decoding.ridge import DualRidge, as_tensor, cv_folds
+from bids_recon.decoding.selection import predict_selected, select_and_solve
+from bids_recon.evaluation.metrics import pattern_correlation, profile_correlation
+from bids_recon.features.extract import FeatureCache, feature_batches, network_key
+from bids_recon.features.networks import TappedNetwork, build_network
+from bids_recon.io.atomic import atomic_write_json
+from bids_recon.io.outputs import (
+    FEATDECODING_COLUMNS,
+    decoded_features_path,
+    decoder_path,
+    featdecoding_eval_path,
+    write_array,
+    write_table,
+)
+from bids_recon.specs import DatasetSpec
+from bids_recon.workflows.samples import SampleSet
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class LayerStats:
+    """What one pass over the training images leaves for a layer."""
+
+    shape: tuple[int, ...]
+    total: np.ndarray  # per-unit sum
+    total_sq: np.ndarray  # per-unit sum of squares
+    sd_sum: float = 0.0  # sum over images of the paper's feature SD statistic
+    subset: np.ndarray | None = None  # unit indices kept for CV (None: all units)
+    kept: list[np.ndarray] = field(default_factory=list)  # rows of the kept units
+
+    def mean(self, n: int) -> np.ndarray:
+        """Per-unit mean over the training images."""
+        return self.total / n
+
+    def sd(self, n: int) -> np.ndarray:
+        """Per-unit SD (ddof=1) over the training images."""
+        variance = (self.total_sq - self.total**2 / n) / max(n - 1, 1)
+        return np.sqrt(np.clip(variance, 0, None))
+
+
+@dataclass
+class LayerResult:
+    """Decoding of one layer for one ROI."""
+
+    layer: str
+    shape: tuple[int, ...]
+    alpha: float | None
+    cv_errors: list[float]
+    reference_sd: float
+    decoded: dict[str, np.ndarray]  # set -> (n_stimuli, units)
+    evaluation: list[dict[str, object]]
+
+
+@dataclass
+class DecodeInputs:
+    """Images and samples the decode stage works on."""
+
+    train_paths: list[Path]
+    train_rows: np.ndarray  # image index of each training sample
+    test_paths: list[Path]  # union of the test sets' images
+    test_rows: dict[str, np.ndarray]  # per set: index into test_paths, -1 for no image
+
+
+def decode_inputs(
+    spec: DatasetSpec, sample_set: SampleSet, stimulus_files: dict[str, Path]
+) -> DecodeInputs:
+    """Map samples to image files (training rows share images when stimuli repeat)."""
+    training = spec.training_set.name
+    names = sample_set.stimuli[training]
+    unique = sorted(set(names))
+    position = {name: k for k, name in enumerate(unique)}
+    test_names = sorted(
+        {n for s in spec.test_sets for n in sample_set.stimuli[s.name] if n in stimulus_files}
+    )
+    test_position = {name: k for k, name in enumerate(test_names)}
+    return DecodeInputs(
+        train_paths=[stimulus_files[n] for n in unique],
+        train_rows=np.array([position[n] for n in names]),
+        test_paths=[stimulus_files[n] for n in test_names],
+        test_rows={
+            s.name: np.array([test_position.get(n, -1) for n in sample_set.stimuli[s.name]])
+            for s in spec.test_sets
+        },
+    )
+
+
+def _training_pass(
+    config: Config,
+    network: TappedNetwork,
+    paths: list[Path],
+    shapes: dict[str, tuple[int, ...]],
+    cache: FeatureCache,
+    device,
+    seed: int,
+) -> dict[str, LayerStats]:
+    """Stream the training images once: statistics, SD reference, CV unit subsets, cache."""
+    rng = np.random.default_rng(seed)
+    stats, full = {}, {}
+    for layer, shape in shapes.items():
+        units = int(np.prod(shape))
+        whole = units <= config.cv_units or cache.fits(units)
+        subset = None if whole else np.sort(rng.choice(units, config.cv_units, replace=False))
+        stats[layer] = LayerStats(shape, np.zeros(units), np.zeros(units), subset=subset)
+        if cache.fits(units) and cache.load(layer) is None:
+            full[layer] = np.empty((len(paths), units), dtype=np.float32)
+    for rows, batch in feature_batches(
+        network, paths, config.batch_size, device, "training features"
+    ):
+        for layer, features in batch.items():
+            s = stats[layer]
+            s.sd_sum += float(feature_sd(features.reshape(-1, *s.shape)).sum())
+            values = features.double()
+            s.total += values.sum(dim=0).cpu().numpy()
+            s.total_sq += (values * values).sum(dim=0).cpu().numpy()
+            cpu = features.cpu().numpy()
+            if layer in full:
+                full[layer][rows] = cpu
+            elif not cache.fits(cpu.shape[1]):
+                s.kept.append(cpu if s.subset is None else cpu[:, s.subset])
+    for layer, array in full.items():
+        cache.save(layer, array)
+    for layer, s in stats.items():  # whole cached layers serve cross-validation from disk
+        if cache.fits(len(s.total)):
+            s.kept = [cache.load(layer)]
+    return stats
+
+
+def gram(features: np.ndarray, rows: np.ndarray, device, chunk: int = 1 << 16) -> torch.Tensor:
+    """``F[rows] F[rows]ᵀ`` in float64, a column chunk at a time (F may be memory-mapped)."""
+    index = torch.as_tensor(rows, device=device)
+    out = torch.zeros(len(rows), len(rows), dtype=torch.float64, device=device)
+    for start in range(0, features.shape[1], chunk):
+        block = as_tensor(np.asarray(features[:, start : start + chunk]), device)[index]
+        out += block @ block.T
+    return out
+
+
+def _test_features(
+    config: Config,
+    network: TappedNetwork,
+    paths: list[Path],
+    shapes: dict[str, tuple[int, ...]],
+    cache: FeatureCache,
+    device,
+) -> dict[str, np.ndarray]:
+    """True features of the test images, all layers, cached in the work folder."""
+    if paths and any(cache.load(layer) is None for layer in shapes):
+        full = {
+            layer: np.empty((len(paths), int(np.prod(shape))), dtype=np.float32)
+            for layer, shape in shapes.items()
+        }
+        for rows, batch in feature_batches(
+            network, paths, config.batch_size, device, "test features"
+        ):
+            for layer, features in batch.items():
+                full[layer][rows] = features.cpu().numpy()
+        for layer, array in full.items():
+            cache.save(layer, array)
+    return {
+        layer: cache.load(layer) if paths else np.zeros((0, int(np.prod(shape))))
+        for layer, shape in shapes.items()
+    }
+
+
+def _evaluate(
+    layer: str,
+    decoded: dict[str, np.ndarray],
+    true: np.ndarray,
+    rows: dict[str, np.ndarray],
+    mean: np.ndarray,
+    sd: np.ndarray,
+) -> list[dict[str, object]]:
+    out = []
+    for name, matrix in decoded.items():
+        has = rows[name] >= 0
+        if has.sum() < 2:
+            continue
+        d, t = matrix[has], np.asarray(true[rows[name][has]])
+        profile = profile_correlation(d, t)
+        pattern = pattern_correlation(d, t, mean, sd)
+        for metric, values in (("profile_correlation", profile), ("pattern_correlation", pattern)):
+            finite = values[np.isfinite(values)]
+            out.append(
+                {
+                    "set": name,
+                    "layer": layer,
+                    "metric": metric,
+                    "value": float(finite.mean()) if len(finite) else float("nan"),
+                    "n": int(len(finite)),
+                }
+            )
+    return out
+
+
+def decode_ridge(
+    config: Config,
+    network: TappedNetwork,
+    spec: DatasetSpec,
+    sample_set: SampleSet,
+    inputs: DecodeInputs,
+    roi: str,
+    device,
+) -> list[LayerResult]:
+    """Ridge decoders for every layer of ``network``, for one ROI."""
+    shapes = network.unit_shapes()
+    key = network_key(network, config.weights)
+    features_dir = config.work_dir / "features"
+    limit = int(config.feature_cache_mb * 2**20)
+    train_cache = FeatureCache(features_dir, key, inputs.train_paths, limit)
+    stats = _training_pass(
+        config, network, inputs.train_paths, shapes, train_cache, device, config.random_seed
+    )
+    true = _test_features(
+        config,
+        network,
+        inputs.test_paths,
+        shapes,
+        FeatureCache(features_dir, key, inputs.test_paths, 2**62),
+        device,
+    )
+    voxels = sample_set.rois[roi]
+    training = spec.training_set.name
+    x_train = sample_set.samples[training][:, voxels]
+    folds = cv_folds(len(x_train), config.cv_folds, sample_set.train_runs)
+    model = DualRidge(x_train, folds, device)
+    n_img = len(inputs.train_paths)
+    rows = torch.as_tensor(inputs.train_rows, device=device)
+    # samples -> unique images: decoded = W Y = (W P) F with P the sample-to-image map
+    to_images = torch.zeros(len(x_train), n_img, dtype=torch.float64, device=device)
+    to_images[torch.arange(len(x_train), device=device), rows] = 1.0
+
+    results, weights = {}, {}
+    for layer, s in stats.items():
+        kept = s.kept[0] if len(s.kept) == 1 else np.concatenate(s.kept)
+        units = int(np.prod(s.shape))
+        scale = 1.0 if s.subset is None else units / len(s.subset)
+        errors = model.cv_errors(scale * gram(kept, inputs.train_rows, device), config.alphas)
+        alpha = float(config.alphas[int(np.argmin(errors))])
+        weights[layer] = {
+            name: model.weights(sample_set.samples[name][:, voxels], alpha) @ to_images
+            for name in sample_set.samples
+            if name != training
+        }
+        results[layer] = (alpha, errors)
+        LOGGER.info(
+            "%s/%s: alpha %.3g (CV over %d folds, %s units)",
+            roi,
+            layer,
+            alpha,
+            len(folds),
+            "all" if s.subset is None else len(s.subset),
+        )
+    decoded = {layer: {} for layer in shapes}
+    streamed = [layer for layer in shapes if train_cache.load(layer) is None]
+    for layer in shapes:
+        if layer not in streamed:
+            full = as_tensor(train_cache.load(layer), device, torch.float32)
+            for name, w in weights[layer].items():
+                decoded[layer][name] = (w.float() @ full).cpu().numpy()
+    if streamed:
+        acc = {
+            layer: {
+                name: torch.zeros(len(w), int(np.prod(shapes[layer])), device=device)
+                for name, w in weights[layer].items()
+            }
+            for layer in streamed
+        }
+        for rows_, batch in feature_batches(
+            network, inputs.train_paths, config.batch_size, device, "decoding"
+        ):
+            for layer in streamed:
+                for name, w in weights[layer].items():
+                    acc[layer][name] += w[:, rows_].float() @ batch[layer]
+        for layer in streamed:
+            decoded[layer] = {name: a.cpu().numpy() for name, a in acc[layer].items()}
+    out = []
+    for layer, s in stats.items():
+        alpha, errors = results[layer]
+        out.append(
+            LayerResult(
+                layer,
+                s.shape,
+                alpha,
+                [float(e) for e in errors],
+                s.sd_sum / n_img,
+                decoded[layer],
+                _evaluate(
+                    layer, decoded[layer], true[layer], inputs.test_rows, s.mean(n_img), s.sd(n_img)
+                ),
+            )
+        )
+    return out
+
+
+def decode_voxel_selection(
+    config: Config,
+    network: TappedNetwork,
+    spec: DatasetSpec,
+    sample_set: SampleSet,
+    inputs: DecodeInputs,
+    roi: str,
+    device,
+) -> list[LayerResult]:
+    """The paper's decoder: every layer kept on disk, units solved in chunks."""
+    shapes = network.unit_shapes()
+    key = network_key(network, config.weights)
+    features_dir = config.work_dir / "features"
+    cache = FeatureCache(features_dir, key, inputs.train_paths, 2**62)
+    stats = _training_pass(
+        config, network, inputs.train_paths, shapes, cache, device, config.random_seed
+    )
+    true = _test_features(
+        config,
+        network,
+        inputs.test_paths,
+        shapes,
+        FeatureCache(features_dir, key, inputs.test_paths, 2**62),
+        device,
+    )
+    voxels = sample_set.rois[roi]
+    training = spec.training_set.name
+    x_train = as_tensor(sample_set.samples[training][:, voxels], device)
+    tests = {
+        name: as_tensor(m[:, voxels], device)
+        for name, m in sample_set.samples.items()
+        if name != training
+    }
+    n_img = len(inputs.train_paths)
+    out = []
+    for layer, s in stats.items():
+        full = cache.load(layer)
+        units = full.shape[1]
+        decoded = {name: np.empty((len(x), units), dtype=np.float32) for name, x in tests.items()}
+        for start in range(0, units, config.selection_chunk):
+            cols = slice(start, min(start + config.selection_chunk, units))
+            y = as_tensor(np.asarray(full[:, cols])[inputs.train_rows], device)
+            mean, sd = y.mean(dim=0), y.std(dim=0).clamp_min(1e-12)
+            index, coef = select_and_solve(
+                x_train, (y - mean) / sd, config.selection_alpha, config.selection_voxels
+            )
+            for name, x in tests.items():
+                pred = predict_selected(x, index, coef) * sd + mean
+                decoded[name][:, cols] = pred.cpu().numpy()
+        out.append(
+            LayerResult(
+                layer,
+                s.shape,
+                None,
+                [],
+                s.sd_sum / n_img,
+                decoded,
+                _evaluate(
+                    layer, decoded, true[layer], inputs.test_rows, s.mean(n_img), s.sd(n_img)
+                ),
+            )
+        )
+        LOGGER.info(
+            "%s/%s: voxel-selection decoder (%d voxels, alpha %g)",
+            roi,
+            layer,
+            config.selection_voxels,
+            config.selection_alpha,
+        )
+    return out
+
+
+def run_decode_stage(
+    config: Config,
+    spec: DatasetSpec,
+    label: str,
+    sample_set: SampleSet,
+    stimulus_files: dict[str, Path],
+    device: torch.device,
+) -> list[dict[str, object]]:
+    """Decode every layer for every ROI, write the outputs; returns the evaluation rows."""
+    network = build_network(config.network, config.weights, config.layers, config.preprocessing)
+    inputs = decode_inputs(spec, sample_set, stimulus_files)
+    decode = decode_ridge if config.decoder == "ridge" else decode_voxel_selection
+    n_train = len(inputs.train_rows)
+    rows: list[dict[str, object]] = []
+    for roi in sample_set.rois:
+        results = decode(config, network, spec, sample_set, inputs, roi, device)
+        n_voxels = int(sample_set.rois[roi].sum())
+        for result in results:
+            for set_name, matrix in result.decoded.items():
+                write_array(
+                    decoded_features_path(config.output_dir, label, roi, set_name, result.layer),
+                    matrix.reshape(len(matrix), *result.shape),
+                    {
+                        "Description": "Decoded DNN features (raw units, before SD correction), "
+                        "one row per stimulus of the set.",
+                        "Network": network.name,
+                        "Layer": result.layer,
+                        "ROI": roi,
+                        "Set": set_name,
+                        "Stimuli": list(sample_set.stimuli[set_name]),
+                        "Decoder": config.decoder,
+                        "Alpha": result.alpha,
+                        "NTrainingBlocks": n_train,
+                        "NTrainingImages": len(inputs.train_paths),
+                        "NVoxels": n_voxels,
+                        "ReferenceSD": result.reference_sd,
+                    },
+                )
+            rows.extend({"roi": roi, **row} for row in result.evaluation)
+        atomic_write_json(
+            decoder_path(config.output_dir, label, roi, config.decoder),
+            {
+                "Decoder": config.decoder,
+                "Network": network.name,
+                "Preprocessing": network.preprocessing.kind,
+                "ROI": roi,
+                "NVoxels": n_voxels,
+                "NTrainingBlocks": n_train,
+                "TrainingRuns": sorted(
+                    {
+                        f"{r.session}/{r.run}"
+                        for r in sample_set.blocks.itertuples()
+                        if r.set == spec.training_set.name
+                    }
+                ),
+                "RandomSeed": config.random_seed,
+                "Alphas": list(config.alphas)
+                if config.decoder == "ridge"
+                else [config.selection_alpha],
+                "CVFolds": config.cv_folds,
+                "SelectionVoxels": config.selection_voxels if config.decoder != "ridge" else None,
+                "Layers": {
+                    r.layer: {
+                        "Alpha": r.alpha,
+                        "CVErrors": r.cv_errors,
+                        "ReferenceSD": r.reference_sd,
+                        "Shape": list(r.shape),
+                    }
+                    for r in results
+                },
+            },
+        )
+    write_table(featdecoding_eval_path(config.output_dir, label), rows, FEATDECODING_COLUMNS)
+    return rows

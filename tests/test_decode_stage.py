@@ -1,0 +1,128 @@
+"""The decode stage on the simulated dataset with the built-in network."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import participant_args
+
+from bids_recon.cli import main, parse_config
+from bids_recon.decoding import RidgeDecoder, VoxelSelectionDecoder
+from bids_recon.features.extract import feature_batches
+from bids_recon.features.networks import build_network
+from bids_recon.specs import load_builtin_spec
+from bids_recon.workflows.decode import decode_inputs, decode_ridge, decode_voxel_selection
+from bids_recon.workflows.participant import collect_all_inputs
+from bids_recon.workflows.samples import run_samples_stage
+
+SPEC = load_builtin_spec("ds001506")
+
+
+@pytest.fixture(scope="module")
+def prepared(simulated_dataset, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("decode")
+    config = parse_config(
+        participant_args(
+            simulated_dataset,
+            tmp,
+            "--network",
+            "builtin",
+            "--layers",
+            "conv3",
+            "fc2",
+            "--cv-units",
+            "100000",
+        )
+    )
+    inputs = collect_all_inputs(config, SPEC, ["01"])["01"]
+    sample_set = run_samples_stage(config, SPEC, inputs)
+    network = build_network("builtin", layers=["conv3", "fc2"])
+    return config, sample_set, decode_inputs(SPEC, sample_set, inputs.stimulus_files), network
+
+
+def true_training_features(network, inputs):
+    rows = {layer: [] for layer in network.layers}
+    for _, batch in feature_batches(network, inputs.train_paths, 7, "cpu"):
+        for layer, values in batch.items():
+            rows[layer].append(values.numpy())
+    return {layer: np.concatenate(v) for layer, v in rows.items()}
+
+
+@pytest.mark.parametrize("cache_mb", [0.0, 512.0])
+def test_streamed_decoding_equals_in_memory_ridge(prepared, cache_mb, tmp_path):
+    config, sample_set, inputs, network = prepared
+    config = dataclasses.replace(config, feature_cache_mb=cache_mb, work_dir=tmp_path)
+    results = {
+        r.layer: r for r in decode_ridge(config, network, SPEC, sample_set, inputs, "VC", "cpu")
+    }
+    features = true_training_features(network, inputs)
+    x_train = sample_set.samples["training"]
+    for layer, result in results.items():
+        y = features[layer][inputs.train_rows]
+        reference = RidgeDecoder(alphas=config.alphas, cv=config.cv_folds).fit(
+            x_train, y, groups=sample_set.train_runs
+        )
+        assert result.alpha == reference.alpha_
+        for name in ("natural", "letters"):
+            expected = reference.predict(sample_set.samples[name])
+            assert np.allclose(result.decoded[name], expected, rtol=1e-4, atol=1e-3)
+
+
+def test_reference_sd_is_the_training_mean_of_the_papers_statistic(prepared, tmp_path):
+    config, sample_set, inputs, network = prepared
+    config = dataclasses.replace(config, work_dir=tmp_path)
+    result = decode_ridge(config, network, SPEC, sample_set, inputs, "VC", "cpu")[0]
+    features = true_training_features(network, inputs)["conv3"].reshape(-1, 64, 16 * 16)
+    expected = features.std(axis=2).mean(axis=1).mean()
+    assert np.isclose(result.reference_sd, expected, rtol=1e-5)
+
+
+def test_voxel_selection_stage_equals_estimator(prepared, tmp_path):
+    config, sample_set, inputs, network = prepared
+    config = dataclasses.replace(
+        config, work_dir=tmp_path, selection_voxels=50, selection_chunk=1000
+    )
+    results = decode_voxel_selection(config, network, SPEC, sample_set, inputs, "VC", "cpu")
+    fc2 = next(r for r in results if r.layer == "fc2")
+    y = true_training_features(network, inputs)["fc2"][inputs.train_rows]
+    mean, sd = y.mean(0), y.std(0, ddof=1)
+    model = VoxelSelectionDecoder(alpha=100.0, n_voxels=50).fit(
+        sample_set.samples["training"], (y - mean) / sd
+    )
+    expected = model.predict(sample_set.samples["natural"]) * sd + mean
+    assert np.allclose(fc2.decoded["natural"], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_participant_run_writes_decoded_features_and_accuracy(simulated_dataset, tmp_path):
+    code = main(
+        participant_args(
+            simulated_dataset,
+            tmp_path,
+            "--network",
+            "builtin",
+            "--stages",
+            "samples",
+            "decode",
+            "report",
+        )
+    )
+    assert code == 0
+    func = tmp_path / "out" / "sub-01" / "func"
+    table = pd.read_csv(func / "sub-01_desc-featdecoding_eval.tsv", sep="\t")
+    profile = table[(table["metric"] == "profile_correlation") & (table["set"] == "natural")]
+    early = profile.set_index("layer").loc[["conv1", "conv2"], "value"]
+    assert (early > 0.2).all(), profile
+    path = func / "sub-01_roi-VC_set-natural_feat-conv1_desc-decoded_features.npy"
+    decoded = np.load(path)
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert decoded.shape == (len(sidecar["Stimuli"]), 16, 64, 64)
+    assert sidecar["Layer"] == "conv1" and sidecar["ROI"] == "VC" and sidecar["Alpha"] > 0
+    assert sidecar["NTrainingBlocks"] == 200
+    models = tmp_path / "out" / "sub-01" / "models" / "sub-01_roi-VC_desc-ridge_decoder.json"
+    meta = json.loads(models.read_text())
+    assert set(meta["Layers"]) == {"conv1", "conv2", "conv3", "fc1", "fc2"}
+    assert "Feature decoding accuracy" in (tmp_path / "out" / "sub-01.html").read_text()
