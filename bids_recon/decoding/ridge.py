@@ -38,13 +38,15 @@ def as_tensor(
 def cv_folds(
     n_samples: int, cv: int, groups: Sequence[int] | np.ndarray | None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train, validation) index pairs: ``cv`` folds of whole groups (runs) when given."""
+    """(train, validation) index pairs: folds of whole groups (runs), or of samples.
+
+    Samples are split when there are fewer than two groups.
+    """
     index = np.arange(n_samples)
-    if groups is not None:
-        n_groups = len(np.unique(groups))
-        splitter = GroupKFold(n_splits=min(cv, n_groups))
+    if groups is not None and len(np.unique(groups)) >= 2:
+        splitter = GroupKFold(n_splits=min(cv, len(np.unique(groups))))
         return list(splitter.split(index, groups=groups))
-    return list(KFold(n_splits=cv).split(index))
+    return list(KFold(n_splits=min(cv, n_samples)).split(index))
 
 
 @dataclass

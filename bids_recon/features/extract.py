@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -84,7 +83,7 @@ class FeatureCache:
     paths : sequence of Path
         The images, in row order (part of the cache key).
     limit_bytes : int
-        Layers larger than this are not cached.
+        Budget for all cached layers together; the smallest layers are cached first.
     """
 
     def __init__(self, root: Path, key: str, paths: Sequence[Path], limit_bytes: int):
@@ -93,9 +92,16 @@ class FeatureCache:
         self.n_images = len(paths)
         self.limit_bytes = limit_bytes
 
-    def fits(self, n_units: int) -> bool:
-        """Whether a layer of ``n_units`` per image is small enough to cache."""
-        return self.n_images * n_units * 4 <= self.limit_bytes
+    def plan(self, units: dict[str, int]) -> set[str]:
+        """The layers to cache: smallest first while the budget lasts."""
+        chosen, used = set(), 0
+        for layer, count in sorted(units.items(), key=lambda item: item[1]):
+            size = self.n_images * count * 4
+            if used + size > self.limit_bytes:
+                break
+            chosen.add(layer)
+            used += size
+        return chosen
 
     def path(self, layer: str) -> Path:
         """The .npy file of a layer."""
@@ -106,9 +112,15 @@ class FeatureCache:
         path = self.path(layer)
         return np.load(path, mmap_mode="r") if path.is_file() else None
 
-    def save(self, layer: str, features: np.ndarray) -> None:
-        """Store a layer atomically (write a private file, then rename)."""
+    def writer(self, layer: str, n_units: int) -> np.memmap:
+        """A private on-disk array to fill; :meth:`commit` moves it into place."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        private = self.folder / f".{layer}.{uuid.uuid4().hex[:8]}.npy"
-        np.save(private, np.asarray(features, dtype=np.float32))
-        os.replace(private, self.path(layer))
+        private = self.folder / f".{layer}.partial.npy"
+        return np.lib.format.open_memmap(
+            private, mode="w+", dtype=np.float32, shape=(self.n_images, n_units)
+        )
+
+    def commit(self, layer: str, array: np.memmap) -> None:
+        """Flush a filled :meth:`writer` array and rename it into place (atomic)."""
+        array.flush()
+        os.replace(self.folder / f".{layer}.partial.npy", self.path(layer))

@@ -117,14 +117,15 @@ def _training_pass(
 ) -> dict[str, LayerStats]:
     """Stream the training images once: statistics, SD reference, CV unit subsets, cache."""
     rng = np.random.default_rng(seed)
+    cached = cache.plan({layer: int(np.prod(shape)) for layer, shape in shapes.items()})
     stats, full = {}, {}
     for layer, shape in shapes.items():
         units = int(np.prod(shape))
-        whole = units <= config.cv_units or cache.fits(units)
+        whole = units <= config.cv_units or layer in cached
         subset = None if whole else np.sort(rng.choice(units, config.cv_units, replace=False))
         stats[layer] = LayerStats(shape, np.zeros(units), np.zeros(units), subset=subset)
-        if cache.fits(units) and cache.load(layer) is None:
-            full[layer] = np.empty((len(paths), units), dtype=np.float32)
+        if layer in cached and cache.load(layer) is None:
+            full[layer] = cache.writer(layer, units)
     for rows, batch in feature_batches(
         network, paths, config.batch_size, device, "training features"
     ):
@@ -137,13 +138,12 @@ def _training_pass(
             cpu = features.cpu().numpy()
             if layer in full:
                 full[layer][rows] = cpu
-            elif not cache.fits(cpu.shape[1]):
+            elif layer not in cached:
                 s.kept.append(cpu if s.subset is None else cpu[:, s.subset])
     for layer, array in full.items():
-        cache.save(layer, array)
-    for layer, s in stats.items():  # whole cached layers serve cross-validation from disk
-        if cache.fits(len(s.total)):
-            s.kept = [cache.load(layer)]
+        cache.commit(layer, array)
+    for layer in cached:  # whole cached layers serve cross-validation from disk
+        stats[layer].kept = [cache.load(layer)]
     return stats
 
 
@@ -167,17 +167,14 @@ def _test_features(
 ) -> dict[str, np.ndarray]:
     """True features of the test images, all layers, cached in the work folder."""
     if paths and any(cache.load(layer) is None for layer in shapes):
-        full = {
-            layer: np.empty((len(paths), int(np.prod(shape))), dtype=np.float32)
-            for layer, shape in shapes.items()
-        }
+        full = {layer: cache.writer(layer, int(np.prod(shape))) for layer, shape in shapes.items()}
         for rows, batch in feature_batches(
             network, paths, config.batch_size, device, "test features"
         ):
             for layer, features in batch.items():
                 full[layer][rows] = features.cpu().numpy()
         for layer, array in full.items():
-            cache.save(layer, array)
+            cache.commit(layer, array)
     return {
         layer: cache.load(layer) if paths else np.zeros((0, int(np.prod(shape))))
         for layer, shape in shapes.items()
