@@ -30,6 +30,7 @@ from bids_recon.errors import (
     UsageError,
 )
 from bids_recon.io.layout import read_filter_file
+from bids_recon.io.reference_sd import read_reference_sd
 from bids_recon.log import setup_logging
 
 LOGGER = logging.getLogger("bids_recon.cli")
@@ -218,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         type=float,
         metavar="ALPHA",
-        help="ridge alpha grid (default: 17 values from 0.1 to 1e7, log-spaced)",
+        help="ridge alpha grid (default: 33 values from 0.1 to 1e7, four per decade)",
     )
     model.add_argument(
         "--cv-folds",
@@ -248,6 +249,71 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="ALPHA",
         help="voxel-selection decoder: ridge alpha (default: 100)",
+    )
+    model.add_argument(
+        "--feature-sd",
+        dest="feature_sd",
+        type=_path,
+        metavar="FILE",
+        help='JSON {"layer": sd} of reference feature SDs for the SD correction (default: '
+        "estimated from the training images' true features)",
+    )
+    model.add_argument(
+        "--recon-method",
+        dest="recon_method",
+        choices=("lbfgs", "gd", "generator"),
+        help="lbfgs: L-BFGS on pixels within bounds (default, the paper's without generator); "
+        "gd: gradient descent with momentum on pixels; generator: the paper's DGN prior "
+        "(needs --generator-weights)",
+    )
+    model.add_argument(
+        "--recon-iterations",
+        dest="recon_iterations",
+        type=_positive_int,
+        metavar="N",
+        help="optimizer iterations (default: 200, the paper's, for vgg19; 50 for builtin)",
+    )
+    model.add_argument(
+        "--recon-batch-size",
+        dest="recon_batch_size",
+        type=_positive_int,
+        metavar="N",
+        help="images optimized together; bounds GPU/CPU memory (default: 8)",
+    )
+    model.add_argument(
+        "--recon-layers",
+        dest="recon_layers",
+        nargs="+",
+        metavar="LAYER",
+        help="layers whose features are matched (default: all decoded layers)",
+    )
+    model.add_argument(
+        "--recon-tv",
+        dest="recon_tv",
+        type=float,
+        metavar="W",
+        help="weight of a total-variation image prior (default: 0, the paper's)",
+    )
+    model.add_argument(
+        "--recon-l2",
+        dest="recon_l2",
+        type=float,
+        metavar="W",
+        help="weight of a squared-norm image prior (default: 0)",
+    )
+    model.add_argument(
+        "--recon-jitter",
+        dest="recon_jitter",
+        type=int,
+        metavar="PIXELS",
+        help="random shifts per gradient-descent step, --recon-method gd (default: 0)",
+    )
+    model.add_argument(
+        "--generator-weights",
+        dest="generator_weights",
+        type=_path,
+        metavar="PATH",
+        help="weights of the fc7 generator (Dosovitskiy & Brox 2016) for --recon-method generator",
     )
     model.add_argument(
         "--stages",
@@ -360,7 +426,9 @@ def _check_inputs(values: dict[str, Any]) -> None:
     work_dir = values.get("work_dir")
     if work_dir is not None and work_dir.is_relative_to(bids_dir):
         raise UsageError(f"The work folder {work_dir} must not be inside BIDS_DIR {bids_dir}.")
-    for key in ("weights", "stimuli_dir"):
+    if values.get("feature_sd") is not None:
+        read_reference_sd(values["feature_sd"])
+    for key in ("weights", "stimuli_dir", "generator_weights"):
         path = values.get(key)
         if path is not None and not path.exists():
             raise MissingInputError(f"--{key.replace('_', '-')}: path not found: {path}")
@@ -404,6 +472,7 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
         "roi",
         "layers",
         "alphas",
+        "recon_layers",
     ):
         if key in values:
             values[key] = tuple(values[key])

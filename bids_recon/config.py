@@ -23,7 +23,8 @@ from bids_recon.errors import UsageError
 
 ANALYSIS_LEVELS = ("participant", "group")
 DECODERS = ("ridge", "voxel-selection")
-DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-1, 7, 17))
+RECON_METHODS = ("lbfgs", "gd", "generator")
+DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-1, 7, 33))  # quarter decades
 STAGES = ("samples", "decode", "recon", "report")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -72,6 +73,15 @@ class Config:
     selection_chunk: int = 4096
     batch_size: int = 16
     feature_cache_mb: float = 2048.0
+    feature_sd: Path | None = None
+    recon_method: str = "lbfgs"
+    recon_iterations: int | None = None
+    recon_batch_size: int = 8
+    recon_layers: tuple[str, ...] = ()
+    generator_weights: Path | None = None
+    recon_tv: float = 0.0
+    recon_l2: float = 0.0
+    recon_jitter: int = 0
     stages: tuple[str, ...] = STAGES
     random_seed: int = 0
     skip_bids_validation: bool = False
@@ -139,6 +149,15 @@ FILE_OPTION_KINDS: dict[str, str] = {
     "selection_chunk": "int",
     "batch_size": "int",
     "feature_cache_mb": "float",
+    "feature_sd": "path",
+    "recon_method": "str",
+    "recon_iterations": "int",
+    "recon_batch_size": "int",
+    "recon_layers": "labels",
+    "generator_weights": "path",
+    "recon_tv": "float",
+    "recon_l2": "float",
+    "recon_jitter": "int",
     "stages": "labels",
     "random_seed": "int",
     "skip_bids_validation": "bool",
@@ -242,6 +261,16 @@ def build_config(values: Mapping[str, Any]) -> Config:
         raise UsageError(f"--decoder {config.decoder!r}: choose from {list(DECODERS)}")
     if not config.alphas or min(config.alphas) <= 0:
         raise UsageError(f"--alphas must be positive numbers, got {list(config.alphas)}")
+    if config.recon_method not in RECON_METHODS:
+        raise UsageError(
+            f"--recon-method {config.recon_method!r}: choose from {list(RECON_METHODS)}"
+        )
+    if config.recon_method == "generator" and config.generator_weights is None:
+        raise UsageError(
+            "--recon-method generator needs --generator-weights PATH: the Dosovitskiy-Brox fc7 "
+            "generator weights converted to bids_recon's architecture (nothing is downloaded). "
+            "Use --recon-method lbfgs or gd to reconstruct without a generator."
+        )
     if config.device not in DEVICES:
         raise UsageError(f"--device {config.device!r}: choose from {list(DEVICES)}")
     for name in (
@@ -252,6 +281,7 @@ def build_config(values: Mapping[str, Any]) -> Config:
         "selection_voxels",
         "selection_chunk",
         "batch_size",
+        "recon_batch_size",
     ):
         if getattr(config, name) < 1:
             raise UsageError(

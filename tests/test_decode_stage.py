@@ -98,18 +98,10 @@ def test_voxel_selection_stage_equals_estimator(prepared, tmp_path):
 
 
 def test_participant_run_writes_decoded_features_and_accuracy(simulated_dataset, tmp_path):
-    code = main(
-        participant_args(
-            simulated_dataset,
-            tmp_path,
-            "--network",
-            "builtin",
-            "--stages",
-            "samples",
-            "decode",
-            "report",
-        )
-    )
+    reference = tmp_path / "sd.json"
+    reference.write_text(json.dumps({"fc2": 2.628}))
+    args = ["--network", "builtin", "--stages", "samples", "decode", "report"]
+    code = main(participant_args(simulated_dataset, tmp_path, *args, "--feature-sd", reference))
     assert code == 0
     func = tmp_path / "out" / "sub-01" / "func"
     table = pd.read_csv(func / "sub-01_desc-featdecoding_eval.tsv", sep="\t")
@@ -122,7 +114,22 @@ def test_participant_run_writes_decoded_features_and_accuracy(simulated_dataset,
     assert decoded.shape == (len(sidecar["Stimuli"]), 16, 64, 64)
     assert sidecar["Layer"] == "conv1" and sidecar["ROI"] == "VC" and sidecar["Alpha"] > 0
     assert sidecar["NTrainingBlocks"] == 200
+    assert sidecar["ReferenceSD"] > 0 and "training images" in sidecar["ReferenceSDSource"]
+    fc2 = json.loads(
+        (func / "sub-01_roi-VC_set-natural_feat-fc2_desc-decoded_features.json").read_text()
+    )
+    assert fc2["ReferenceSD"] == 2.628 and fc2["ReferenceSDSource"] == str(reference)
     models = tmp_path / "out" / "sub-01" / "models" / "sub-01_roi-VC_desc-ridge_decoder.json"
     meta = json.loads(models.read_text())
     assert set(meta["Layers"]) == {"conv1", "conv2", "conv3", "fc1", "fc2"}
     assert "Feature decoding accuracy" in (tmp_path / "out" / "sub-01.html").read_text()
+
+
+def test_missing_vgg19_weights_fail_before_any_output(
+    simulated_dataset, tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    code = main(participant_args(simulated_dataset, tmp_path))  # default network: vgg19
+    assert code == 66
+    assert "--weights" in caplog.text
+    assert not (tmp_path / "out").exists()

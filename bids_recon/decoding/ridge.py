@@ -13,7 +13,7 @@ scikit-learn estimator for in-memory use.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -181,10 +181,3 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
         """Predicted targets for samples X."""
         out = self.model_.weights(X, self.alpha_) @ self.y_train_
         return out.cpu().numpy().reshape((len(X), *self._target_shape))
-
-
-def decoded_weights(
-    model: DualRidge, tests: Mapping[str, np.ndarray], alpha: float
-) -> dict[str, torch.Tensor]:
-    """Streaming weights of every test set: decoded features are ``W @ Y_train``."""
-    return {name: model.weights(x, alpha) for name, x in tests.items()}

@@ -36,3 +36,31 @@ def pattern_correlation(
         scale = np.where(sd.ravel() > 0, sd.ravel(), 1.0)
         d, t = (d - mean.ravel()) / scale, (t - mean.ravel()) / scale
     return _row_correlation(d, t)
+
+
+def pairwise_identification(reconstructed: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Pairwise identification accuracy of each reconstruction (the paper's protocol).
+
+    Reconstruction ``i`` is compared with its own image ``i`` and with every other candidate
+    ``j``; it is correct against ``j`` when it correlates more with ``i`` than with ``j`` (ties
+    count as failures). Returns, per reconstruction, the fraction of correct comparisons
+    (chance 0.5).
+
+    Parameters
+    ----------
+    reconstructed : array, shape (n, ...)
+    candidates : array, shape (n, ...)
+        The true images (or features), in the same order.
+    """
+    r = reconstructed.reshape(len(reconstructed), -1).astype(np.float64)
+    c = candidates.reshape(len(candidates), -1).astype(np.float64)
+    r = (r - r.mean(axis=1, keepdims=True)) / np.linalg.norm(
+        r - r.mean(axis=1, keepdims=True), axis=1, keepdims=True
+    ).clip(1e-30)
+    c = (c - c.mean(axis=1, keepdims=True)) / np.linalg.norm(
+        c - c.mean(axis=1, keepdims=True), axis=1, keepdims=True
+    ).clip(1e-30)
+    corr = r @ c.T  # corr[i, j]: reconstruction i vs candidate j
+    own = np.diag(corr)[:, None]
+    wins = (corr < own).sum(axis=1)  # the diagonal never counts (not strictly less)
+    return wins / (len(c) - 1)

@@ -204,6 +204,31 @@ def _vgg19_weights(weights: Path | None) -> Path:
     )
 
 
+def resolve_weights(name: str, weights: Path | None) -> Path | None:
+    """Check a network name and find its weights file, without loading anything.
+
+    Raises
+    ------
+    UsageError
+        Not ``vgg19``, ``builtin`` or a torchvision model name.
+    MissingInputError
+        The weights are missing (the message says how to provide them).
+    """
+    if weights is not None and not weights.is_file():
+        raise MissingInputError(f"Weights file not found: {weights}")
+    if name == "builtin":
+        return weights
+    if name == "vgg19":
+        return _vgg19_weights(weights)
+    import torchvision
+
+    if name not in torchvision.models.list_models():
+        raise UsageError(f"--network {name!r}: not vgg19, builtin or a torchvision model name")
+    if weights is None:
+        raise MissingInputError(f"--network {name} needs --weights PATH (no downloads).")
+    return weights
+
+
 def build_network(
     name: str,
     weights: Path | None = None,
@@ -232,23 +257,14 @@ def build_network(
     """
     import torchvision
 
+    weights = resolve_weights(name, weights)
     if name == "builtin":
         model, taps = BuiltinNet(), BUILTIN_LAYERS
         size, default_kind = BuiltinNet.input_size, "caffe"
         if weights is not None:
             model.load_state_dict(load_state_dict(weights))
     else:
-        if name == "vgg19":
-            taps, default_kind = VGG19_LAYERS, "caffe"
-            weights = _vgg19_weights(weights)
-        else:
-            if name not in torchvision.models.list_models():
-                raise UsageError(
-                    f"--network {name!r}: not vgg19, builtin or a torchvision model name"
-                )
-            if weights is None:
-                raise MissingInputError(f"--network {name} needs --weights PATH (no downloads).")
-            taps, default_kind = {}, "torchvision"
+        taps, default_kind = (VGG19_LAYERS, "caffe") if name == "vgg19" else ({}, "torchvision")
         model = torchvision.models.get_model(name, weights=None)
         try:
             model.load_state_dict(load_state_dict(weights))

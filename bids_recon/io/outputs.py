@@ -71,3 +71,45 @@ def decoder_path(output_dir: Path, label: str, roi: str, decoder: str) -> Path:
     """Decoder metadata of one ROI."""
     name = f"sub-{label}_roi-{sanitize_label(roi)}_desc-{sanitize_label(decoder)}_decoder.json"
     return participant_dir(output_dir, label, "models") / name
+
+
+def stimulus_labels(names: Sequence[str]) -> dict[str, str]:
+    """File labels of stimulus names: letters and digits, numbered when two would collide."""
+    labels: dict[str, str] = {}
+    used: set[str] = set()
+    for name in names:
+        base = sanitize_label(name) or "stim"
+        label, k = base, 1
+        while label in used:
+            k += 1
+            label = f"{base}{k}"
+        labels[name] = label
+        used.add(label)
+    return labels
+
+
+def recon_image_path(
+    output_dir: Path,
+    label: str,
+    set_name: str,
+    stimulus_label: str,
+    desc: str,
+    roi: str | None = None,
+) -> Path:
+    """``sub-<label>/recon/sub-<label>[_roi-<roi>]_set-<set>_stim-<stim>_desc-<desc>_image.png``."""
+    roi_part = f"_roi-{sanitize_label(roi)}" if roi else ""
+    name = (
+        f"sub-{label}{roi_part}_set-{sanitize_label(set_name)}_stim-{stimulus_label}"
+        f"_desc-{desc}_image.png"
+    )
+    return participant_dir(output_dir, label, "recon") / name
+
+
+def write_image(path: Path, image: np.ndarray, sidecar: Mapping[str, Any]) -> None:
+    """Write an RGB uint8 image as PNG, then its JSON sidecar (the sidecar marks completion)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG")
+    atomic_write(path, buffer.getvalue())
+    atomic_write_json(path.with_suffix(".json"), dict(sidecar))

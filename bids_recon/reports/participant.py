@@ -1,15 +1,30 @@
-"""The participant report ``OUTPUT_DIR/sub-<label>.html``."""
+"""The participant report ``OUTPUT_DIR/sub-<label>.html``, assembled from the outputs on disk.
+
+Reading the outputs (not in-memory results) lets ``--reports-only`` rebuild a report at any
+time. Images are inlined as base64 PNG, so the file is self-contained.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import base64
+import io
+import json
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
+from PIL import Image
+
 from bids_recon.config import Config
 from bids_recon.io.atomic import atomic_write
+from bids_recon.io.outputs import featdecoding_eval_path, participant_dir
+from bids_recon.io.stimuli import StimulusIndex
 from bids_recon.reports.render import render
 from bids_recon.specs import DatasetSpec
+from bids_recon.workflows.samples import blocks_table_path
+
+THUMBNAIL = 96
 
 
 def participant_report_path(output_dir: Path, label: str) -> Path:
@@ -17,16 +32,75 @@ def participant_report_path(output_dir: Path, label: str) -> Path:
     return output_dir / f"sub-{label}.html"
 
 
-def decoding_table(rows: Sequence[Mapping[str, object]]) -> dict[str, object]:
-    """Feature-decoding accuracy as a layers × (ROI, set) table of mean profile correlations."""
-    profile = [r for r in rows if r["metric"] == "profile_correlation"]
-    columns = list(dict.fromkeys((str(r["roi"]), str(r["set"])) for r in profile))
-    layers = list(dict.fromkeys(str(r["layer"]) for r in profile))
-    value = {(str(r["layer"]), str(r["roi"]), str(r["set"])): r["value"] for r in profile}
+def data_uri(image: Image.Image) -> str:
+    """A PNG data URI of an image scaled to the thumbnail size."""
+    buffer = io.BytesIO()
+    image.convert("RGB").resize((THUMBNAIL, THUMBNAIL), Image.Resampling.BICUBIC).save(
+        buffer, format="PNG"
+    )
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def data_table(output_dir: Path, label: str) -> list[dict[str, object]]:
+    """Per set: runs, blocks and distinct stimuli, from the blocks provenance table."""
+    path = blocks_table_path(output_dir, label)
+    if not path.is_file():
+        return []
+    blocks = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    return [
+        {
+            "set": name,
+            "runs": group[["session", "run"]].drop_duplicates().shape[0],
+            "blocks": len(group),
+            "stimuli": group["stimulus"].nunique(),
+        }
+        for name, group in blocks.groupby("set", sort=False)
+    ]
+
+
+def decoding_table(output_dir: Path, label: str) -> dict[str, object]:
+    """Mean profile correlation as a layers × (ROI, set) table, from the evaluation TSV."""
+    path = featdecoding_eval_path(output_dir, label)
+    if not path.is_file():
+        return {"columns": [], "rows": []}
+    table = pd.read_csv(path, sep="\t")
+    profile = table[table["metric"] == "profile_correlation"]
+    columns = list(dict.fromkeys(zip(profile["roi"], profile["set"], strict=True)))
+    value = {(r.layer, r.roi, r.set): r.value for r in profile.itertuples()}
     return {
         "columns": [f"{roi} / {name}" for roi, name in columns],
-        "rows": [(layer, [value.get((layer, *c)) for c in columns]) for layer in layers],
+        "rows": [
+            (layer, [value.get((layer, *c)) for c in columns])
+            for layer in dict.fromkeys(profile["layer"])
+        ],
     }
+
+
+def recon_grids(output_dir: Path, label: str, stimuli: StimulusIndex) -> list[dict[str, object]]:
+    """Per set, one row per stimulus: the stimulus, its oracle and its reconstructions."""
+    sets: dict[str, dict[str, dict[str, object]]] = {}
+    for sidecar in sorted(participant_dir(output_dir, label, "recon").glob("*_image.json")):
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        row = sets.setdefault(meta["Set"], {}).setdefault(
+            meta["StimulusName"], {"stimulus": meta["StimulusName"], "oracle": None, "decoded": []}
+        )
+        with Image.open(sidecar.with_suffix(".png")) as image:
+            uri = data_uri(image)
+        if meta["Source"] == "oracle":
+            row["oracle"] = uri
+        else:
+            row["decoded"].append(uri)
+    grids = []
+    for name, rows in sets.items():
+        for row in rows.values():
+            path = stimuli.resolve(str(row["stimulus"]))
+            if path is not None:
+                with Image.open(path) as image:
+                    row["image"] = data_uri(image)
+            else:
+                row["image"] = None
+        grids.append({"set": name, "rows": list(rows.values())})
+    return grids
 
 
 def write_participant_report(
@@ -35,9 +109,6 @@ def write_participant_report(
     label: str,
     device: str,
     stages: Mapping[str, str],
-    data: Sequence[Mapping[str, object]] = (),
-    decoding: Sequence[Mapping[str, object]] = (),
-    messages: Sequence[str] = (),
 ) -> Path:
     """Render and atomically write the participant report; returns its path."""
     sets = [
@@ -50,6 +121,7 @@ def write_participant_report(
         }
         for s in spec.sets.values()
     ]
+    stimuli = StimulusIndex(config.resolved_stimuli_dir, spec.stimulus_extensions)
     html = render(
         "participant.html",
         label=label,
@@ -64,9 +136,10 @@ def write_participant_report(
         run_uuid=config.run_uuid,
         sets=sets,
         stages=list(stages.items()),
-        data=list(data),
-        decoding=decoding_table(decoding),
-        messages=list(messages),
+        data=data_table(config.output_dir, label),
+        decoding=decoding_table(config.output_dir, label),
+        recons=recon_grids(config.output_dir, label, stimuli),
+        messages=[],
     )
     path = participant_report_path(config.output_dir, label)
     atomic_write(path, html)

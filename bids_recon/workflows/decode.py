@@ -33,6 +33,7 @@ from bids_recon.io.outputs import (
     write_array,
     write_table,
 )
+from bids_recon.io.reference_sd import read_reference_sd
 from bids_recon.specs import DatasetSpec
 from bids_recon.workflows.samples import SampleSet
 
@@ -132,9 +133,8 @@ def _training_pass(
         for layer, features in batch.items():
             s = stats[layer]
             s.sd_sum += float(feature_sd(features.reshape(-1, *s.shape)).sum())
-            values = features.double()
-            s.total += values.sum(dim=0).cpu().numpy()
-            s.total_sq += (values * values).sum(dim=0).cpu().numpy()
+            s.total += features.sum(dim=0, dtype=torch.float64).cpu().numpy()
+            s.total_sq += features.square().sum(dim=0, dtype=torch.float64).cpu().numpy()
             cpu = features.cpu().numpy()
             if layer in full:
                 full[layer][rows] = cpu
@@ -211,6 +211,22 @@ def _evaluate(
     return out
 
 
+def _features(
+    config: Config, network: TappedNetwork, inputs: DecodeInputs, limit: int, device
+) -> tuple[dict[str, tuple[int, ...]], FeatureCache, dict[str, LayerStats], dict[str, np.ndarray]]:
+    """Layer shapes, the training-feature cache, the training pass and the true test features."""
+    shapes = network.unit_shapes()
+    key = network_key(network, config.weights)
+    folder = config.work_dir / "features"
+    train_cache = FeatureCache(folder, key, inputs.train_paths, limit)
+    stats = _training_pass(
+        config, network, inputs.train_paths, shapes, train_cache, device, config.random_seed
+    )
+    test_cache = FeatureCache(folder, key, inputs.test_paths, 2**62)
+    true = _test_features(config, network, inputs.test_paths, shapes, test_cache, device)
+    return shapes, train_cache, stats, true
+
+
 def decode_ridge(
     config: Config,
     network: TappedNetwork,
@@ -221,22 +237,8 @@ def decode_ridge(
     device,
 ) -> list[LayerResult]:
     """Ridge decoders for every layer of ``network``, for one ROI."""
-    shapes = network.unit_shapes()
-    key = network_key(network, config.weights)
-    features_dir = config.work_dir / "features"
     limit = int(config.feature_cache_mb * 2**20)
-    train_cache = FeatureCache(features_dir, key, inputs.train_paths, limit)
-    stats = _training_pass(
-        config, network, inputs.train_paths, shapes, train_cache, device, config.random_seed
-    )
-    true = _test_features(
-        config,
-        network,
-        inputs.test_paths,
-        shapes,
-        FeatureCache(features_dir, key, inputs.test_paths, 2**62),
-        device,
-    )
+    shapes, train_cache, stats, true = _features(config, network, inputs, limit, device)
     voxels = sample_set.rois[roi]
     training = spec.training_set.name
     x_train = sample_set.samples[training][:, voxels]
@@ -321,21 +323,7 @@ def decode_voxel_selection(
     device,
 ) -> list[LayerResult]:
     """The paper's decoder: every layer kept on disk, units solved in chunks."""
-    shapes = network.unit_shapes()
-    key = network_key(network, config.weights)
-    features_dir = config.work_dir / "features"
-    cache = FeatureCache(features_dir, key, inputs.train_paths, 2**62)
-    stats = _training_pass(
-        config, network, inputs.train_paths, shapes, cache, device, config.random_seed
-    )
-    true = _test_features(
-        config,
-        network,
-        inputs.test_paths,
-        shapes,
-        FeatureCache(features_dir, key, inputs.test_paths, 2**62),
-        device,
-    )
+    _, cache, stats, true = _features(config, network, inputs, 2**62, device)
     voxels = sample_set.rois[roi]
     training = spec.training_set.name
     x_train = as_tensor(sample_set.samples[training][:, voxels], device)
@@ -395,10 +383,13 @@ def run_decode_stage(
     network = build_network(config.network, config.weights, config.layers, config.preprocessing)
     inputs = decode_inputs(spec, sample_set, stimulus_files)
     decode = decode_ridge if config.decoder == "ridge" else decode_voxel_selection
+    reference_sd = read_reference_sd(config.feature_sd) if config.feature_sd else {}
     n_train = len(inputs.train_rows)
     rows: list[dict[str, object]] = []
     for roi in sample_set.rois:
         results = decode(config, network, spec, sample_set, inputs, roi, device)
+        for result in results:
+            result.reference_sd = reference_sd.get(result.layer, result.reference_sd)
         n_voxels = int(sample_set.rois[roi].sum())
         for result in results:
             for set_name, matrix in result.decoded.items():
@@ -419,6 +410,9 @@ def run_decode_stage(
                         "NTrainingImages": len(inputs.train_paths),
                         "NVoxels": n_voxels,
                         "ReferenceSD": result.reference_sd,
+                        "ReferenceSDSource": str(config.feature_sd)
+                        if result.layer in reference_sd
+                        else "mean over the training images' true features",
                     },
                 )
             rows.extend({"roi": roi, **row} for row in result.evaluation)

@@ -11,6 +11,7 @@ import torch
 
 from bids_recon.config import Config
 from bids_recon.errors import BidsReconError
+from bids_recon.features.networks import resolve_weights
 from bids_recon.io.atomic import atomic_write
 from bids_recon.io.derivatives import init_output_dataset
 from bids_recon.io.layout import build_layout, read_filter_file, select_participants, select_runs
@@ -20,9 +21,9 @@ from bids_recon.reports.participant import write_participant_report
 from bids_recon.runtime import configure_runtime, resolve_device
 from bids_recon.specs import DatasetSpec, resolve_spec
 from bids_recon.workflows.decode import run_decode_stage
+from bids_recon.workflows.recon import run_recon_stage
 from bids_recon.workflows.samples import (
     ParticipantInputs,
-    SampleSet,
     collect_inputs,
     run_samples_stage,
 )
@@ -66,8 +67,10 @@ def run_participant_level(config: Config) -> None:
         validate_bids(config.bids_dir)
     device = resolve_device(config.device)
     config = dataclasses.replace(config, dataset_spec=spec.source)
-    needs_samples = {"samples", "decode"} & set(config.stages)
+    needs_samples = {"samples", "decode", "recon"} & set(config.stages)
     inputs = collect_all_inputs(config, spec, labels) if needs_samples else {}
+    if "decode" in config.stages:
+        resolve_weights(config.network, config.weights)
 
     init_output_dataset(config.output_dir, config.bids_dir)
     log_file = add_log_file(config.logs_dir / f"bids_recon-{config.run_uuid}.log")
@@ -134,39 +137,23 @@ def run_participant(
 ) -> None:
     """Run the requested stages for ``sub-<label>`` and write its report."""
     status = {stage: NOT_IMPLEMENTED for stage in config.stages}
-    summary: list[dict[str, object]] = []
-    decoding: list[dict[str, object]] = []
     if inputs is not None:
         sample_set = run_samples_stage(config, spec, inputs)
         status["samples"] = "done"
-        summary = data_summary(sample_set)
         if "decode" in config.stages:
-            decoding = run_decode_stage(
+            run_decode_stage(
                 config, spec, label, sample_set, inputs.stimulus_files, torch.device(device)
             )
             status["decode"] = "done"
+        if "recon" in config.stages:
+            run_recon_stage(
+                config, spec, label, sample_set, inputs.stimulus_files, torch.device(device)
+            )
+            status["recon"] = "done"
     for stage, state in status.items():
         if state == NOT_IMPLEMENTED and stage != "report":
             LOGGER.warning("sub-%s: stage '%s' is %s; skipped", label, stage, NOT_IMPLEMENTED)
     if "report" in config.stages:
         status["report"] = "done"
-        path = write_participant_report(config, spec, label, device, status, summary, decoding)
+        path = write_participant_report(config, spec, label, device, status)
         LOGGER.info("sub-%s: report written to %s", label, path)
-
-
-def data_summary(sample_set: SampleSet) -> list[dict[str, object]]:
-    """Rows for the report: per set, runs, blocks and sample matrix size; per ROI, voxels."""
-    rows: list[dict[str, object]] = []
-    blocks = sample_set.blocks
-    for name, matrix in sample_set.samples.items():
-        in_set = blocks[blocks["set"] == name]
-        rows.append(
-            {
-                "set": name,
-                "runs": in_set[["session", "run"]].drop_duplicates().shape[0],
-                "blocks": len(in_set),
-                "samples": matrix.shape[0],
-                "voxels": matrix.shape[1],
-            }
-        )
-    return rows

@@ -1,0 +1,1 @@
+"""Reconstruction stage: optimize images so their DNN features match decoded features."""

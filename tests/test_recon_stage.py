@@ -1,0 +1,73 @@
+"""The reconstruction stage on the simulated dataset: outputs, sidecars, report, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import participant_args
+from PIL import Image
+
+from bids_recon.cli import main
+from bids_recon.workflows import recon as recon_module
+
+FAST = (
+    "--network",
+    "builtin",
+    "--recon-iterations",
+    "5",
+    "--recon-batch-size",
+    "16",
+    "--layers",
+    "conv1",
+    "conv3",
+    "fc2",
+)
+
+
+@pytest.fixture(scope="module")
+def reconstructed(simulated_dataset, tmp_path_factory):
+    root = tmp_path_factory.mktemp("recon")
+    assert main(participant_args(simulated_dataset, root, *FAST)) == 0
+    return root
+
+
+def test_recon_outputs_for_every_test_stimulus(reconstructed):
+    recon = reconstructed / "out" / "sub-01" / "recon"
+    sidecars = [json.loads(p.read_text()) for p in sorted(recon.glob("*_image.json"))]
+    decoded = [s for s in sidecars if s["Source"] == "decoded"]
+    oracle = [s for s in sidecars if s["Source"] == "oracle"]
+    assert len(decoded) == 10 + 40 + 10 + 26
+    assert len(oracle) == 10 + 40 + 10 + 25  # fixation has no image
+    assert {s["Set"] for s in decoded} == {"natural", "artificial", "letters", "imagery"}
+    assert "colorExpStim19_yellow_+" in {s["StimulusName"] for s in decoded}
+    example = next(recon.glob("*_set-artificial_stim-colorExpStim19yellow_desc-recon_image.png"))
+    assert np.asarray(Image.open(example)).shape == (64, 64, 3)
+    first = decoded[0]
+    assert first["Iterations"] == 5 and len(first["LossCurve"]) == 6
+    assert first["Method"] == "lbfgs" and first["Layers"] == ["conv1", "conv3", "fc2"]
+
+
+def test_report_shows_stimulus_oracle_and_reconstruction(reconstructed):
+    html = (reconstructed / "out" / "sub-01.html").read_text()
+    assert html.count('alt="oracle ') == 85 and html.count('alt="reconstruction ') == 86
+    assert "data:image/png;base64," in html and "http://" not in html.split("<main>")[1]
+
+
+def test_rerun_skips_finished_images(reconstructed, simulated_dataset, monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a finished image was reconstructed again")
+
+    monkeypatch.setattr(recon_module, "reconstruct", forbidden)
+    assert main(participant_args(simulated_dataset, reconstructed, *FAST)) == 0
+
+
+def test_generator_without_weights_is_refused(simulated_dataset, tmp_path, caplog):
+    code = main(
+        participant_args(
+            simulated_dataset, tmp_path, "--network", "builtin", "--recon-method", "generator"
+        )
+    )
+    assert code == 64 and "--generator-weights" in caplog.text
+    assert not (tmp_path / "out").exists()
