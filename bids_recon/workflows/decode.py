@@ -378,8 +378,8 @@ def run_decode_stage(
     sample_set: SampleSet,
     stimulus_files: dict[str, Path],
     device: torch.device,
-) -> list[dict[str, object]]:
-    """Decode every layer for every ROI, write the outputs; returns the evaluation rows."""
+) -> None:
+    """Decode every layer for every ROI and write the outputs and the evaluation table."""
     network = build_network(config.network, config.weights, config.layers, config.preprocessing)
     inputs = decode_inputs(spec, sample_set, stimulus_files)
     decode = decode_ridge if config.decoder == "ridge" else decode_voxel_selection
@@ -450,4 +450,3 @@ def run_decode_stage(
             },
         )
     write_table(featdecoding_eval_path(config.output_dir, label), rows, FEATDECODING_COLUMNS)
-    return rows

@@ -139,7 +139,7 @@ def run_recon_stage(
     sample_set: SampleSet,
     stimulus_files: dict[str, Path],
     device: torch.device,
-) -> list[ReconItem]:
+) -> None:
     """Reconstruct every test stimulus of every set and ROI, from decoded and true features."""
     network = build_network(
         config.network, config.weights, config.recon_layers or config.layers, config.preprocessing
@@ -155,7 +155,6 @@ def run_recon_stage(
         settings.iterations,
         settings.batch_size,
     )
-    made: list[ReconItem] = []
     for set_spec in spec.test_sets:
         names = sample_set.stimuli[set_spec.name]
         labels = stimulus_labels(names)
@@ -182,7 +181,6 @@ def run_recon_stage(
                 device,
                 generator,
             )
-            made.extend(items)
         with_image = [name for name in names if name in stimulus_files]
         oracle = [
             ReconItem(
@@ -205,5 +203,3 @@ def run_recon_stage(
                 device,
                 generator,
             )
-        made.extend(oracle)
-    return made
