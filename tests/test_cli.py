@@ -172,7 +172,7 @@ def test_participant_then_group_run(simulated_dataset, tmp_path):
     # group reads only OUTPUT_DIR: a BIDS_DIR that does not exist is fine
     assert run(tmp_path / "gone", out, "group") == 0
     group = (out / "group.html").read_text()
-    assert "sub-01.html" in group and "not implemented yet" in group.lower()
+    assert "sub-01.html" in group and "No participant has reconstruction results yet." in group
 
 
 def test_config_file_and_saved_config_round_trip(simulated_dataset, tmp_path):

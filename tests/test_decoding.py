@@ -117,3 +117,34 @@ def test_profile_and_pattern_correlation_equal_loops():
     assert np.allclose(pattern_correlation(decoded, true, mean, sd), z)
     constant = profile_correlation(np.ones((6, 2)), t[:, :2])
     assert np.isnan(constant).all()
+
+
+def test_ssim_equals_scikit_image():
+    from skimage.metrics import structural_similarity
+
+    from bids_recon.evaluation.metrics import ssim
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (32, 40, 3)).astype(np.float64)
+    b = np.clip(a + rng.normal(0, 40, a.shape), 0, 255)
+    expected = structural_similarity(
+        a,
+        b,
+        channel_axis=-1,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=True,
+        data_range=255,
+    )
+    assert np.isclose(ssim(a, b), expected, rtol=1e-6)
+    assert np.isclose(ssim(a, a), 1.0)
+
+
+def test_bootstrap_ci_and_chance_test():
+    from bids_recon.evaluation.metrics import above_chance_p, bootstrap_ci
+
+    values = np.random.default_rng(0).uniform(0.6, 1.0, 40)
+    low, high = bootstrap_ci(values)
+    assert low < values.mean() < high and high - low < 0.1
+    assert above_chance_p(values) < 1e-6
+    assert above_chance_p(np.full(10, 0.5) + np.linspace(-0.1, 0.1, 10)) > 0.3

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 from helpers import participant_args
 from PIL import Image
@@ -71,3 +73,48 @@ def test_generator_without_weights_is_refused(simulated_dataset, tmp_path, caplo
     )
     assert code == 64 and "--generator-weights" in caplog.text
     assert not (tmp_path / "out").exists()
+
+
+def test_reconstruction_metrics_with_cis(reconstructed):
+    func = reconstructed / "out" / "sub-01" / "func"
+    per_stimulus = pd.read_csv(func / "sub-01_desc-recon_eval.tsv", sep="\t")
+    summary = pd.read_csv(
+        func / "sub-01_desc-reconsummary_eval.tsv",
+        sep="\t",
+        na_values=["n/a"],
+        keep_default_na=False,
+    )
+    assert set(per_stimulus["metric"]) == {
+        "pixel_identification",
+        "pixel_correlation",
+        "ssim",
+        "feature_identification",
+    }
+    ident = summary[summary["metric"] == "pixel_identification"].set_index(["set", "source"])
+    assert ident.loc[("natural", "oracle"), "value"] > 0.9
+    assert ident.loc[("natural", "decoded"), "value"] > 0.5
+    assert (ident["ci_low"] <= ident["value"]).all() and (ident["value"] <= ident["ci_high"]).all()
+    assert ident.loc[("artificial", "decoded"), "n"] == 40
+    assert "Reconstruction accuracy" in (reconstructed / "out" / "sub-01.html").read_text()
+
+
+def test_group_tables_and_report(reconstructed, tmp_path):
+    out = reconstructed / "out"
+    assert main([str(tmp_path / "no_bids"), str(out), "group"]) == 0
+    recon = pd.read_csv(out / "group_desc-recon_eval.tsv", sep="\t")
+    for column in ("participant_id", "set", "source", "metric", "value", "ci_low", "ci_high"):
+        assert column in recon.columns
+    assert set(recon["participant_id"]) == {"sub-01", "group"}
+    decoding = pd.read_csv(out / "group_desc-featdecoding_eval.tsv", sep="\t")
+    assert {"participant_id", "set", "layer", "metric", "value"} <= set(decoding.columns)
+    html = (out / "group.html").read_text()
+    assert "Pairwise identification accuracy" in html and 'alt="sub-01 ' in html
+
+
+def test_group_reports_a_partial_participant(reconstructed, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(reconstructed / "out", out)
+    (out / "sub-02").mkdir()  # a participant whose run produced nothing yet
+    assert main([str(tmp_path / "no_bids"), str(out), "group"]) == 0
+    html = (out / "group.html").read_text()
+    assert "sub-02" in html and "reconstruction, decoding" in html

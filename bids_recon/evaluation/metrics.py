@@ -64,3 +64,60 @@ def pairwise_identification(reconstructed: np.ndarray, candidates: np.ndarray) -
     own = np.diag(corr)[:, None]
     wins = (corr < own).sum(axis=1)  # the diagonal never counts (not strictly less)
     return wins / (len(c) - 1)
+
+
+def ssim(a: np.ndarray, b: np.ndarray, sigma: float = 1.5, data_range: float = 255.0) -> float:
+    """Structural similarity of two RGB images (Wang et al. 2004, Gaussian window), channel mean.
+
+    Uses the usual constants (K1 0.01, K2 0.03) and sample-covariance normalization, as
+    scikit-image does with ``gaussian_weights=True``.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    truncate = 3.5
+    radius = int(truncate * sigma + 0.5)
+    n = (2 * radius + 1) ** 2
+    correction = n / (n - 1)
+    values = []
+    for channel in range(a.shape[-1]):
+        x, y = a[..., channel], b[..., channel]
+
+        def blur(image):
+            return gaussian_filter(image, sigma, truncate=truncate, mode="reflect")
+
+        mx, my = blur(x), blur(y)
+        vx = correction * (blur(x * x) - mx * mx)
+        vy = correction * (blur(y * y) - my * my)
+        cxy = correction * (blur(x * y) - mx * my)
+        s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+        values.append(s[radius:-radius, radius:-radius].mean())
+    return float(np.mean(values))
+
+
+def bootstrap_ci(
+    values: np.ndarray, n_boot: int = 10_000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean over items (stimuli)."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def above_chance_p(values: np.ndarray, chance: float = 0.5) -> float:
+    """One-sided Wilcoxon signed-rank p-value that the per-stimulus values exceed chance."""
+    from scipy.stats import wilcoxon
+
+    differences = np.asarray(values, dtype=np.float64) - chance
+    differences = differences[np.isfinite(differences) & (differences != 0)]
+    if len(differences) < 2:
+        return float("nan")
+    return float(wilcoxon(differences, alternative="greater").pvalue)

@@ -22,6 +22,7 @@ from bids_recon.io.outputs import featdecoding_eval_path, participant_dir
 from bids_recon.io.stimuli import StimulusIndex
 from bids_recon.reports.render import render
 from bids_recon.specs import DatasetSpec
+from bids_recon.workflows.evaluate import recon_eval_paths
 from bids_recon.workflows.samples import blocks_table_path
 
 THUMBNAIL = 96
@@ -74,6 +75,16 @@ def decoding_table(output_dir: Path, label: str) -> dict[str, object]:
             for layer in dict.fromkeys(profile["layer"])
         ],
     }
+
+
+def identification_table(output_dir: Path, label: str) -> list[dict[str, object]]:
+    """Reconstruction metrics per set and source with CIs, from the summary table."""
+    path = recon_eval_paths(output_dir, label)[1]
+    if not path.is_file():
+        return []
+    table = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
+    shown = table[table["metric"].isin(["pixel_identification", "pixel_correlation", "ssim"])]
+    return shown.to_dict("records")
 
 
 def recon_grids(output_dir: Path, label: str, stimuli: StimulusIndex) -> list[dict[str, object]]:
@@ -139,6 +150,7 @@ def write_participant_report(
         data=data_table(config.output_dir, label),
         decoding=decoding_table(config.output_dir, label),
         recons=recon_grids(config.output_dir, label, stimuli),
+        identification=identification_table(config.output_dir, label),
         messages=[],
     )
     path = participant_report_path(config.output_dir, label)

@@ -1,29 +1,56 @@
-"""Group level: summarise participant outputs. Reads only OUTPUT_DIR, never BIDS_DIR."""
+"""Group level: tables and report across participants. Reads only OUTPUT_DIR, never BIDS_DIR."""
 
 from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from bids_recon.config import Config
 from bids_recon.errors import MissingInputError
+from bids_recon.evaluation.metrics import bootstrap_ci
 from bids_recon.io.atomic import atomic_write
+from bids_recon.io.outputs import featdecoding_eval_path, write_table
 from bids_recon.log import add_log_file, remove_log_file
 from bids_recon.reports.group import write_group_report
+from bids_recon.workflows.evaluate import RECON_SUMMARY_COLUMNS, recon_eval_paths
 
 LOGGER = logging.getLogger(__name__)
+GROUP_ID = "group"
+
+GROUP_RECON_COLUMNS = {
+    "participant_id": f"sub-<label>, or '{GROUP_ID}' for the mean over participants.",
+    **{k: v for k, v in RECON_SUMMARY_COLUMNS.items() if k != "n"},
+    "n": "Stimuli (participant rows) or participants (group rows) averaged.",
+}
+GROUP_FEATDECODING_COLUMNS = {
+    "participant_id": GROUP_RECON_COLUMNS["participant_id"],
+    "roi": "Region of interest whose voxels were decoded.",
+    "set": "Test set.",
+    "layer": "Network layer.",
+    "metric": "profile_correlation or pattern_correlation (see the participant tables).",
+    "value": "Mean of the metric.",
+    "ci_low": "Group rows: lower bound of the bootstrap 95% CI over participants; else n/a.",
+    "ci_high": "Group rows: upper bound of the bootstrap 95% CI over participants; else n/a.",
+    "n": "Units or stimuli (participant rows) or participants (group rows) averaged.",
+}
 
 
-def run_group_level(config: Config) -> None:
-    """Write the group report from the participant outputs in ``config.output_dir``.
+def participant_labels(output_dir: Path) -> list[str]:
+    """Labels of the participants with outputs (``sub-*`` folders or reports)."""
+    return sorted(
+        {
+            p.name.removeprefix("sub-").removesuffix(".html")
+            for p in output_dir.glob("sub-*")
+            if p.is_dir() or p.suffix == ".html"
+        }
+    )
 
-    Raises
-    ------
-    MissingInputError
-        OUTPUT_DIR is not a bids_recon output dataset or holds no participant outputs.
 
-    """
-    output_dir = config.output_dir
+def _check_output_dataset(output_dir: Path) -> None:
     description = output_dir / "dataset_description.json"
     try:
         generated_by = json.loads(description.read_text(encoding="utf-8"))["GeneratedBy"][0]
@@ -35,19 +62,91 @@ def run_group_level(config: Config) -> None:
             f"{output_dir} is not a bids_recon output dataset ({description} missing or not "
             f"written by bids_recon): run the participant level first."
         )
-    labels = sorted(
-        {
-            p.name.removeprefix("sub-").removesuffix(".html")
-            for p in output_dir.glob("sub-*")
-            if p.is_dir() or p.suffix == ".html"
-        }
-    )
+
+
+def _collect(paths: dict[str, Path]) -> tuple[pd.DataFrame, list[str]]:
+    """Concatenate participants' tables, with the participants whose table is missing."""
+    frames, missing = [], []
+    for label, path in paths.items():
+        if path.is_file():
+            frames.append(
+                pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False).assign(
+                    participant_id=f"sub-{label}"
+                )
+            )
+        else:
+            missing.append(label)
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), missing
+
+
+def _with_group_rows(table: pd.DataFrame, keys: list[str], seed: int) -> pd.DataFrame:
+    """Append the mean over participants of each key, with a bootstrap CI over participants."""
+    rows = []
+    for key, group in table.groupby(keys, sort=False, dropna=False):
+        values = group["value"].to_numpy(dtype=float)
+        low, high = bootstrap_ci(values, seed=seed)
+        rows.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "participant_id": GROUP_ID,
+                "value": float(np.nanmean(values)),
+                "ci_low": low,
+                "ci_high": high,
+                "n": int(np.isfinite(values).sum()),
+            }
+        )
+    return pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
+
+
+def run_group_level(config: Config) -> None:
+    """Write the group tables and report from the participant outputs in OUTPUT_DIR.
+
+    Participants without some outputs are listed in the report, not crashed on.
+
+    Raises
+    ------
+    MissingInputError
+        OUTPUT_DIR is not a bids_recon output dataset or holds no participant outputs.
+    """
+    output_dir = config.output_dir
+    _check_output_dataset(output_dir)
+    labels = participant_labels(output_dir)
     if not labels:
         raise MissingInputError(f"No participant outputs (sub-*) in {output_dir}.")
     log_file = add_log_file(config.logs_dir / f"bids_recon-{config.run_uuid}.log")
     try:
         atomic_write(config.logs_dir / f"config-{config.run_uuid}.toml", config.to_toml())
-        path = write_group_report(output_dir, labels)
+        recon, no_recon = _collect({x: recon_eval_paths(output_dir, x)[1] for x in labels})
+        decoding, no_decoding = _collect({x: featdecoding_eval_path(output_dir, x) for x in labels})
+        if not recon.empty:
+            recon = _with_group_rows(
+                recon, ["roi", "set", "source", "metric", "layer"], config.random_seed
+            )
+        if not decoding.empty:
+            decoding = _with_group_rows(
+                decoding, ["roi", "set", "layer", "metric"], config.random_seed
+            )
+        write_table(
+            output_dir / "group_desc-recon_eval.tsv", recon.to_dict("records"), GROUP_RECON_COLUMNS
+        )
+        write_table(
+            output_dir / "group_desc-featdecoding_eval.tsv",
+            decoding.to_dict("records"),
+            GROUP_FEATDECODING_COLUMNS,
+        )
+        for label in sorted(set(no_recon) | set(no_decoding)):
+            LOGGER.warning(
+                "sub-%s has no %s table: it is left out of those group results",
+                label,
+                "reconstruction" if label in no_recon else "decoding",
+            )
+        path = write_group_report(
+            output_dir,
+            labels,
+            recon,
+            decoding,
+            {"reconstruction": no_recon, "decoding": no_decoding},
+        )
         LOGGER.info("Group report for %d participant(s): %s", len(labels), path)
     finally:
         remove_log_file(log_file)

@@ -21,6 +21,7 @@ from bids_recon.reports.participant import write_participant_report
 from bids_recon.runtime import configure_runtime, resolve_device
 from bids_recon.specs import DatasetSpec, resolve_spec
 from bids_recon.workflows.decode import run_decode_stage
+from bids_recon.workflows.evaluate import evaluate_reconstructions
 from bids_recon.workflows.recon import run_recon_stage
 from bids_recon.workflows.samples import (
     ParticipantInputs,
@@ -149,11 +150,16 @@ def run_participant(
             run_recon_stage(
                 config, spec, label, sample_set, inputs.stimulus_files, torch.device(device)
             )
+            evaluate_reconstructions(config, label, inputs.stimulus_files, torch.device(device))
             status["recon"] = "done"
     for stage, state in status.items():
         if state == NOT_IMPLEMENTED and stage != "report":
             LOGGER.warning("sub-%s: stage '%s' is %s; skipped", label, stage, NOT_IMPLEMENTED)
     if "report" in config.stages:
         status["report"] = "done"
-        path = write_participant_report(config, spec, label, device, status)
-        LOGGER.info("sub-%s: report written to %s", label, path)
+        try:
+            path = write_participant_report(config, spec, label, device, status)
+        except Exception:  # a report must never fail the run
+            LOGGER.exception("sub-%s: the report could not be written", label)
+        else:
+            LOGGER.info("sub-%s: report written to %s", label, path)

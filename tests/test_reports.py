@@ -1,0 +1,52 @@
+"""Reports escape every text that comes from input files."""
+
+from __future__ import annotations
+
+from bids_recon.reports.render import render
+
+EVIL = '<script>alert("x")</script>'
+
+
+def test_group_report_escapes_stimulus_names():
+    html = render(
+        "group.html",
+        version="0",
+        generated="now",
+        participants=[{"label": EVIL, "report": None, "missing": []}],
+        identification={"columns": [EVIL], "rows": [(EVIL, [(0.9, 0.8, 1.0)])]},
+        decoding={"set": EVIL, "columns": [EVIL], "rows": [(EVIL, [0.5])]},
+        grids=[{"set": EVIL, "columns": ["oracle"], "rows": [(EVIL, [None])]}],
+    )
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+
+
+def test_participant_report_escapes_stimulus_names():
+    html = render(
+        "participant.html",
+        label="01",
+        version="0",
+        generated="now",
+        bids_dir=EVIL,
+        spec_name=EVIL,
+        spec_source=EVIL,
+        network="builtin",
+        device="cpu",
+        seed=0,
+        run_uuid="x",
+        sets=[
+            {"name": EVIL, "role": "test", "filters": EVIL, "blocks": EVIL, "stimulus_column": EVIL}
+        ],
+        stages=[("samples", "done")],
+        data=[],
+        decoding={"columns": [], "rows": []},
+        recons=[
+            {
+                "set": EVIL,
+                "rows": [{"stimulus": EVIL, "image": None, "oracle": None, "decoded": []}],
+            }
+        ],
+        identification=[],
+        messages=[EVIL],
+    )
+    assert "<script>" not in html and "&lt;script&gt;" in html
