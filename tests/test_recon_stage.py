@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ from helpers import participant_args
 from PIL import Image
 
 from bids_recon.cli import main
+from bids_recon.io.validation import find_validator
 from bids_recon.workflows import recon as recon_module
 
 FAST = (
@@ -118,3 +120,19 @@ def test_group_reports_a_partial_participant(reconstructed, tmp_path):
     assert main([str(tmp_path / "no_bids"), str(out), "group"]) == 0
     html = (out / "group.html").read_text()
     assert "sub-02" in html and "reconstruction, decoding" in html
+
+
+def test_outputs_and_simulated_input_pass_the_bids_validator(reconstructed, simulated_dataset):
+    validator = find_validator()
+    if validator is None:
+        pytest.fail("bids-validator-deno is part of the test extra but is not installed")
+    for dataset in (reconstructed / "out", simulated_dataset):
+        result = subprocess.run(
+            [validator, str(dataset), "--format", "json"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        issues = json.loads(result.stdout)["issues"]["issues"]
+        errors = [(i["code"], i.get("location")) for i in issues if i["severity"] == "error"]
+        assert errors == [], dataset

@@ -25,10 +25,10 @@ BIDS_VERSION = "1.10.0"
 # Outputs that the BIDS schema has no suffix or extension for (BIDS_APPS.md section 2.3).
 BIDSIGNORE = (
     "*.html",
-    "logs/",
-    "figures/",
-    "recon/",
-    "models/",
+    "logs",  # folders without a trailing slash: the schema validator matches them so
+    "**/figures",
+    "**/recon",
+    "**/models",
     "*_features.npy",
     "*_features.json",
     "*_decoder.json",
