@@ -85,7 +85,12 @@ def test_init_output_dataset_is_idempotent(tmp_path, simulated_dataset):
     first = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     init_output_dataset(out, simulated_dataset)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == first
-    assert set(first) == {"dataset_description.json", ".bidsignore", "README.md"}
+    assert set(first) == {
+        "dataset_description.json",
+        ".bidsignore",
+        "README.md",
+        "descriptions.tsv",
+    }
 
 
 def test_sanitize_label():

@@ -196,3 +196,22 @@ def test_masks_from_a_derivatives_folder(simulated_dataset, tmp_path):
     inputs = collect_all_inputs(config, SPEC, ["01"])["01"]
     assert all(p.is_relative_to(rois) for p in inputs.mask_files["VC"])
     assert len(inputs.mask_files["VC"]) == 16
+
+
+def test_stimuli_table_maps_labels_to_names(simulated_dataset, tmp_path):
+    assert main(participant_args(simulated_dataset, tmp_path, "--stages", "samples")) == 0
+    table = pd.read_csv(
+        tmp_path / "out" / "stimuli.tsv", sep="\t", dtype=str, keep_default_na=False
+    )
+    row = table[table["stimulus_name"] == "colorExpStim19_yellow_+"].iloc[0]
+    assert row["stim_label"] == "colorExpStim19yellow" and row["set"] == "artificial"
+    assert row["source_path"] == "artificial/colorExpStim19_yellow_+.png"
+    assert len(row["sha256"]) == 64
+    fixation = table[table["stimulus_name"] == "fixation"].iloc[0]
+    assert fixation["source_path"] == "n/a"
+    assert (
+        table.groupby("set")["stim_label"].nunique()
+        == table.groupby("set")["stimulus_name"].nunique()
+    ).all()
+    descriptions = pd.read_csv(tmp_path / "out" / "descriptions.tsv", sep="\t")
+    assert descriptions["desc_id"].is_unique and "oracle" in set(descriptions["desc_id"])

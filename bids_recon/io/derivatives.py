@@ -116,12 +116,29 @@ def derivative_description(bids_dir: Path, source: dict[str, Any]) -> dict[str, 
     return description
 
 
+DESCRIPTIONS = {
+    "blocks": "Table of the stimulus blocks used for the samples (one row per block).",
+    "decoded": "DNN features decoded from brain activity (raw units, before SD correction).",
+    "featdecoding": "Feature decoding accuracy (profile and pattern correlation per layer).",
+    "ridge": "Dual-form ridge decoder (alpha per layer by cross-validation over runs).",
+    "voxelselection": "The paper's decoder: per-unit voxel selection and ridge (FastL2LiR).",
+    "recon": "Reconstruction from decoded features (_image) and its metrics per stimulus (_eval).",
+    "oracle": "Image reconstructed from the stimulus' true features (upper bound).",
+    "reconsummary": "Reconstruction metrics per set with bootstrap confidence intervals.",
+}
+
+
 def init_output_dataset(output_dir: Path, bids_dir: Path) -> None:
     """Make ``output_dir`` a BIDS-Derivatives dataset (idempotent, safe under concurrency)."""
     description = derivative_description(bids_dir, read_source_description(bids_dir))
     write_shared(output_dir / "dataset_description.json", to_json(description))
     write_shared(output_dir / ".bidsignore", "\n".join(BIDSIGNORE) + "\n")
     write_shared(output_dir / "README.md", README_TEXT.format(version=__version__))
+    write_shared(
+        output_dir / "descriptions.tsv",
+        "desc_id\tdescription\n"
+        + "".join(f"{key}\t{text}\n" for key, text in DESCRIPTIONS.items()),
+    )
     (output_dir / "logs").mkdir(parents=True, exist_ok=True)
 
 

@@ -113,3 +113,54 @@ def write_image(path: Path, image: np.ndarray, sidecar: Mapping[str, Any]) -> No
     Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG")
     atomic_write(path, buffer.getvalue())
     atomic_write_json(path.with_suffix(".json"), dict(sidecar))
+
+
+STIMULI_COLUMNS = {
+    "stim_label": "Label in file names (stim-<label>): the name reduced to letters and digits.",
+    "stimulus_name": "Original stimulus name, as in the events files.",
+    "set": "Test or training set of the dataset spec.",
+    "source_path": "Image file, relative to the stimuli folder.",
+    "sha256": "SHA-256 of the image file.",
+}
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def update_stimuli_table(
+    output_dir: Path,
+    stimuli_dir: Path,
+    names_by_set: Mapping[str, Sequence[str]],
+    files: Mapping[str, Path],
+) -> Path:
+    """Add this participant's stimuli to ``OUTPUT_DIR/stimuli.tsv`` (shared, locked, atomic)."""
+    from filelock import FileLock
+
+    path = output_dir / "stimuli.tsv"
+    rows = []
+    for set_name, names in names_by_set.items():
+        labels = stimulus_labels(names)
+        for name in names:
+            image = files.get(name)
+            rows.append(
+                {
+                    "stim_label": labels[name],
+                    "stimulus_name": name,
+                    "set": set_name,
+                    "source_path": str(image.resolve().relative_to(stimuli_dir.resolve()))
+                    if image
+                    else None,
+                    "sha256": _sha256(image) if image else None,
+                }
+            )
+    with FileLock(str(output_dir / ".stimuli.tsv.lock")):
+        table = pd.DataFrame(rows, columns=list(STIMULI_COLUMNS))
+        if path.is_file():
+            old = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_values=["n/a"])
+            table = pd.concat([old, table], ignore_index=True)
+        table = table.drop_duplicates(subset=["set", "stimulus_name"], keep="last")
+        write_table(path, table.to_dict("records"), STIMULI_COLUMNS)
+    return path

@@ -15,6 +15,7 @@ from bids_recon.features.networks import resolve_weights
 from bids_recon.io.atomic import atomic_write
 from bids_recon.io.derivatives import init_output_dataset
 from bids_recon.io.layout import build_layout, read_filter_file, select_participants, select_runs
+from bids_recon.io.outputs import update_stimuli_table
 from bids_recon.io.validation import validate_bids
 from bids_recon.log import add_log_file, remove_log_file
 from bids_recon.reports.participant import write_participant_report
@@ -140,6 +141,12 @@ def run_participant(
     status = {stage: NOT_IMPLEMENTED for stage in config.stages}
     if inputs is not None:
         sample_set = run_samples_stage(config, spec, inputs)
+        update_stimuli_table(
+            config.output_dir,
+            config.resolved_stimuli_dir,
+            sample_set.stimuli,
+            inputs.stimulus_files,
+        )
         status["samples"] = "done"
         if "decode" in config.stages:
             run_decode_stage(
