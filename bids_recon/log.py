@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -55,3 +56,25 @@ def remove_log_file(handler: logging.Handler) -> None:
 def progress(iterable: Iterable[_T], description: str, total: int | None = None) -> Iterable[_T]:
     """Wrap a long loop in a tqdm bar that stays quiet when stderr is not a terminal."""
     return tqdm(iterable, desc=description, total=total, disable=None, leave=False)
+
+
+class _Collector(logging.Handler):
+    def __init__(self, messages: list[str]):
+        super().__init__(logging.WARNING)
+        self.messages = messages
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(f"{record.levelname}: {record.getMessage()}")
+
+
+@contextmanager
+def collect_warnings() -> Iterator[list[str]]:
+    """Collect the package's warning and error messages logged inside the block."""
+    messages: list[str] = []
+    handler = _Collector(messages)
+    logger = logging.getLogger(PACKAGE_LOGGER)
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)

@@ -48,5 +48,18 @@ def test_participant_report_escapes_stimulus_names():
         ],
         identification=[],
         messages=[EVIL],
+        rois=[{"roi": EVIL, "voxels": 1, "decoder": EVIL}],
+        decoding_svg="",
+        loss_svg="",
     )
     assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_svg_plot_escapes_names_and_draws_every_point():
+    from bids_recon.reports.plots import line_plot
+
+    svg = line_plot({EVIL: [0.1, 0.5, float("nan"), 0.3]}, ["a", "b", "c", EVIL], "r")
+    assert "<script>" not in svg and "&lt;script&gt;" in svg
+    points = svg.split('points="')[1].split('"')[0].split()
+    assert len(points) == 3  # the NaN is skipped
+    assert line_plot({"empty": []}) == ""

@@ -9,17 +9,20 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from markupsafe import Markup
 from PIL import Image
 
 from bids_recon.config import Config
 from bids_recon.io.atomic import atomic_write
 from bids_recon.io.outputs import featdecoding_eval_path, participant_dir
 from bids_recon.io.stimuli import StimulusIndex
+from bids_recon.reports.plots import line_plot
 from bids_recon.reports.render import render
 from bids_recon.specs import DatasetSpec
 from bids_recon.workflows.evaluate import recon_eval_paths
@@ -57,6 +60,45 @@ def data_table(output_dir: Path, label: str) -> list[dict[str, object]]:
         }
         for name, group in blocks.groupby("set", sort=False)
     ]
+
+
+def roi_voxels(output_dir: Path, label: str) -> list[dict[str, object]]:
+    """Voxels per ROI (after dropping zero-variance voxels), from the decoder metadata."""
+    rows = []
+    for path in sorted(participant_dir(output_dir, label, "models").glob("*_decoder.json")):
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        rows.append({"roi": meta["ROI"], "voxels": meta["NVoxels"], "decoder": meta["Decoder"]})
+    return rows
+
+
+def decoding_plot(output_dir: Path, label: str) -> str:
+    """SVG: mean profile correlation per layer, one line per ROI and set."""
+    path = featdecoding_eval_path(output_dir, label)
+    if not path.is_file():
+        return ""
+    table = pd.read_csv(path, sep="\t")
+    profile = table[table["metric"] == "profile_correlation"]
+    layers = list(dict.fromkeys(profile["layer"]))
+    series = {
+        f"{roi}/{name}": [group.set_index("layer")["value"].get(layer, np.nan) for layer in layers]
+        for (roi, name), group in profile.groupby(["roi", "set"], sort=False)
+    }
+    return line_plot(series, layers, "profile correlation")
+
+
+def loss_plot(output_dir: Path, label: str) -> str:
+    """SVG: mean loss curve (log scale) of the reconstructions, per set and source."""
+    curves: dict[str, list[list[float]]] = {}
+    for sidecar in sorted(participant_dir(output_dir, label, "recon").glob("*_image.json")):
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        curves.setdefault(f"{meta['Set']}/{meta['Source']}", []).append(meta["LossCurve"])
+    if not curves:
+        return ""
+    series = {}
+    for name, group in curves.items():
+        length = min(len(c) for c in group)
+        series[name] = list(np.mean([c[:length] for c in group], axis=0))
+    return line_plot(series, None, "loss (log10)", log_y=True)
 
 
 def decoding_table(output_dir: Path, label: str) -> dict[str, object]:
@@ -120,6 +162,7 @@ def write_participant_report(
     label: str,
     device: str,
     stages: Mapping[str, str],
+    messages: Sequence[str] = (),
 ) -> Path:
     """Render and atomically write the participant report; returns its path."""
     sets = [
@@ -150,8 +193,11 @@ def write_participant_report(
         data=data_table(config.output_dir, label),
         decoding=decoding_table(config.output_dir, label),
         recons=recon_grids(config.output_dir, label, stimuli),
+        rois=roi_voxels(config.output_dir, label),
+        decoding_svg=Markup(decoding_plot(config.output_dir, label)),
+        loss_svg=Markup(loss_plot(config.output_dir, label)),
         identification=identification_table(config.output_dir, label),
-        messages=[],
+        messages=list(messages),
     )
     path = participant_report_path(config.output_dir, label)
     atomic_write(path, html)

@@ -17,7 +17,7 @@ from bids_recon.io.derivatives import init_output_dataset
 from bids_recon.io.layout import build_layout, read_filter_file, select_participants, select_runs
 from bids_recon.io.outputs import update_stimuli_table
 from bids_recon.io.validation import validate_bids
-from bids_recon.log import add_log_file, remove_log_file
+from bids_recon.log import add_log_file, collect_warnings, remove_log_file
 from bids_recon.reports.participant import write_participant_report
 from bids_recon.runtime import configure_runtime, resolve_device
 from bids_recon.specs import DatasetSpec, resolve_spec
@@ -31,9 +31,6 @@ from bids_recon.workflows.samples import (
 )
 
 LOGGER = logging.getLogger(__name__)
-
-# Stages whose code does not exist yet are reported as such, never faked.
-NOT_IMPLEMENTED = "not implemented yet"
 
 
 class ParticipantsFailedError(BidsReconError):
@@ -138,35 +135,33 @@ def run_participant(
     inputs: ParticipantInputs | None,
 ) -> None:
     """Run the requested stages for ``sub-<label>`` and write its report."""
-    status = {stage: NOT_IMPLEMENTED for stage in config.stages}
-    if inputs is not None:
-        sample_set = run_samples_stage(config, spec, inputs)
-        update_stimuli_table(
-            config.output_dir,
-            config.resolved_stimuli_dir,
-            sample_set.stimuli,
-            inputs.stimulus_files,
-        )
-        status["samples"] = "done"
-        if "decode" in config.stages:
-            run_decode_stage(
-                config, spec, label, sample_set, inputs.stimulus_files, torch.device(device)
+    with collect_warnings() as messages:
+        status: dict[str, str] = {}
+        if inputs is not None:
+            sample_set = run_samples_stage(config, spec, inputs)
+            update_stimuli_table(
+                config.output_dir,
+                config.resolved_stimuli_dir,
+                sample_set.stimuli,
+                inputs.stimulus_files,
             )
-            status["decode"] = "done"
-        if "recon" in config.stages:
-            run_recon_stage(
-                config, spec, label, sample_set, inputs.stimulus_files, torch.device(device)
-            )
-            evaluate_reconstructions(config, label, inputs.stimulus_files, torch.device(device))
-            status["recon"] = "done"
-    for stage, state in status.items():
-        if state == NOT_IMPLEMENTED and stage != "report":
-            LOGGER.warning("sub-%s: stage '%s' is %s; skipped", label, stage, NOT_IMPLEMENTED)
-    if "report" in config.stages:
-        status["report"] = "done"
-        try:
-            path = write_participant_report(config, spec, label, device, status)
-        except Exception:  # a report must never fail the run
-            LOGGER.exception("sub-%s: the report could not be written", label)
-        else:
-            LOGGER.info("sub-%s: report written to %s", label, path)
+            status["samples"] = "done"
+            if "decode" in config.stages:
+                run_decode_stage(
+                    config, spec, label, sample_set, inputs.stimulus_files, torch.device(device)
+                )
+                status["decode"] = "done"
+            if "recon" in config.stages:
+                run_recon_stage(
+                    config, spec, label, sample_set, inputs.stimulus_files, torch.device(device)
+                )
+                evaluate_reconstructions(config, label, inputs.stimulus_files, torch.device(device))
+                status["recon"] = "done"
+        if "report" in config.stages:
+            status["report"] = "done"
+            try:
+                path = write_participant_report(config, spec, label, device, status, messages)
+            except Exception:  # a report must never fail the run
+                LOGGER.exception("sub-%s: the report could not be written", label)
+            else:
+                LOGGER.info("sub-%s: report written to %s", label, path)
