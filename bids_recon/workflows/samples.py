@@ -61,8 +61,6 @@ class ParticipantInputs:
     label: str
     runs: list[RunFiles]
     blocks: list[pd.DataFrame]  # one table per run, as events_to_blocks returns
-    grid_shape: tuple[int, int, int]
-    grid_affine: np.ndarray
     roi_masks: dict[str, np.ndarray]  # analysed ROI -> boolean mask on the BOLD grid
     mask_files: dict[str, list[Path]]
     stimulus_files: dict[str, Path]
@@ -155,9 +153,7 @@ def collect_inputs(
         names_by_set.setdefault(run.set_name, set()).update(names)
     index = StimulusIndex(config.resolved_stimuli_dir, spec.stimulus_extensions)
     stimulus_files = index.resolve_all(names_by_set)
-    return ParticipantInputs(
-        label, runs, blocks, shape, affine, roi_masks, mask_files, stimulus_files
-    )
+    return ParticipantInputs(label, runs, blocks, roi_masks, mask_files, stimulus_files)
 
 
 def _warn_test_in_training(
