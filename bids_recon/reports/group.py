@@ -13,7 +13,7 @@ from PIL import Image
 from bids_recon import __version__
 from bids_recon.io.atomic import atomic_write
 from bids_recon.io.outputs import participant_dir
-from bids_recon.reports.participant import data_uri, participant_report_path
+from bids_recon.reports.participant import data_uri, layer_table, participant_report_path
 from bids_recon.reports.render import render
 
 
@@ -37,16 +37,7 @@ def decoding_rows(decoding: pd.DataFrame) -> dict[str, object]:
     profile = decoding[decoding["metric"] == "profile_correlation"]
     first_set = profile["set"].iloc[0]
     profile = profile[profile["set"] == first_set]
-    participants = list(dict.fromkeys(profile["participant_id"]))
-    value = {(r.layer, r.participant_id): r.value for r in profile.itertuples()}
-    return {
-        "set": first_set,
-        "columns": participants,
-        "rows": [
-            (layer, [value.get((layer, p)) for p in participants])
-            for layer in dict.fromkeys(profile["layer"])
-        ],
-    }
+    return {"set": first_set, **layer_table(profile.assign(column=profile["participant_id"]))}
 
 
 def recon_grid(output_dir: Path, labels: Sequence[str]) -> list[dict[str, object]]:

@@ -108,12 +108,17 @@ def decoding_table(output_dir: Path, label: str) -> dict[str, object]:
         return {"columns": [], "rows": []}
     table = pd.read_csv(path, sep="\t")
     profile = table[table["metric"] == "profile_correlation"]
-    columns = list(dict.fromkeys(zip(profile["roi"], profile["set"], strict=True)))
-    value = {(r.layer, r.roi, r.set): r.value for r in profile.itertuples()}
+    return layer_table(profile.assign(column=profile["roi"] + " / " + profile["set"]))
+
+
+def layer_table(profile: pd.DataFrame) -> dict[str, object]:
+    """Pivot rows with ``layer``, ``column`` and ``value`` into layers × columns, in file order."""
+    columns = list(dict.fromkeys(profile["column"]))
+    value = {(r.layer, r.column): r.value for r in profile.itertuples()}
     return {
-        "columns": [f"{roi} / {name}" for roi, name in columns],
+        "columns": columns,
         "rows": [
-            (layer, [value.get((layer, *c)) for c in columns])
+            (layer, [value.get((layer, c)) for c in columns])
             for layer in dict.fromkeys(profile["layer"])
         ],
     }

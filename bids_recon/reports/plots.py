@@ -39,8 +39,7 @@ def line_plot(
         return f"{x:.1f},{y:.1f}"
 
     parts = [
-        f'<svg width="{width}" height="{height}" '
-        f'role="img" aria-label="{escape(y_label)}">',
+        f'<svg width="{width}" height="{height}" role="img" aria-label="{escape(y_label)}">',
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" '
         f'stroke="#999"/>',
     ]

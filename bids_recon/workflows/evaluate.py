@@ -26,7 +26,7 @@ from bids_recon.evaluation.metrics import (
     pairwise_identification,
     ssim,
 )
-from bids_recon.features.networks import TappedNetwork, build_network
+from bids_recon.features.networks import TappedNetwork
 from bids_recon.io.outputs import participant_dir, write_table
 
 LOGGER = logging.getLogger(__name__)
@@ -90,12 +90,9 @@ def _features(network: TappedNetwork, images: np.ndarray, device) -> dict[str, n
 
 
 def evaluate_reconstructions(
-    config: Config, label: str, stimulus_files: dict[str, Path], device
+    config: Config, label: str, stimulus_files: dict[str, Path], network: TappedNetwork, device
 ) -> None:
     """Compute the reconstruction metrics of one participant and write both tables."""
-    network = build_network(
-        config.network, config.weights, config.recon_layers or config.layers, config.preprocessing
-    )
     rows: list[dict[str, object]] = []
     for (roi, set_name, source), items in _groups(config.output_dir, label).items():
         items = [(name, path) for name, path in items if name in stimulus_files]

@@ -23,7 +23,7 @@ from bids_recon.runtime import configure_runtime, resolve_device
 from bids_recon.specs import DatasetSpec, resolve_spec
 from bids_recon.workflows.decode import run_decode_stage
 from bids_recon.workflows.evaluate import evaluate_reconstructions
-from bids_recon.workflows.recon import run_recon_stage
+from bids_recon.workflows.recon import recon_network, run_recon_stage
 from bids_recon.workflows.samples import (
     ParticipantInputs,
     collect_inputs,
@@ -152,10 +152,10 @@ def run_participant(
                 )
                 status["decode"] = "done"
             if "recon" in config.stages:
-                run_recon_stage(
-                    config, spec, label, sample_set, inputs.stimulus_files, torch.device(device)
-                )
-                evaluate_reconstructions(config, label, inputs.stimulus_files, torch.device(device))
+                network = recon_network(config)
+                files, on = inputs.stimulus_files, torch.device(device)
+                run_recon_stage(config, spec, label, sample_set, files, network, on)
+                evaluate_reconstructions(config, label, files, network, on)
                 status["recon"] = "done"
         if "report" in config.stages:
             status["report"] = "done"

@@ -47,6 +47,13 @@ class ReconItem:
     path: Path
 
 
+def recon_network(config: Config) -> TappedNetwork:
+    """The network whose features reconstructions match (and are evaluated with)."""
+    return build_network(
+        config.network, config.weights, config.recon_layers or config.layers, config.preprocessing
+    )
+
+
 def recon_settings(config: Config) -> ReconSettings:
     """The paper's settings (200 iterations) for VGG19, fast ones for the built-in net."""
     iterations = config.recon_iterations or FAST_ITERATIONS.get(config.network, 200)
@@ -138,12 +145,10 @@ def run_recon_stage(
     label: str,
     sample_set: SampleSet,
     stimulus_files: dict[str, Path],
+    network: TappedNetwork,
     device: torch.device,
 ) -> None:
     """Reconstruct every test stimulus of every set and ROI, from decoded and true features."""
-    network = build_network(
-        config.network, config.weights, config.recon_layers or config.layers, config.preprocessing
-    )
     generator = (
         load_generator(config.generator_weights) if config.recon_method == "generator" else None
     )
