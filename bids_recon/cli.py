@@ -21,6 +21,8 @@ from bids_recon.config import (
     STAGES,
     Config,
     build_config,
+    parse_memory_mb,
+    parse_shard,
     read_config_file,
 )
 from bids_recon.errors import (
@@ -53,6 +55,20 @@ def _positive_int(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
     return number
+
+
+def _shard(value: str) -> tuple[int, int]:
+    try:
+        return parse_shard(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _memory(value: str) -> float:
+    try:
+        return parse_memory_mb(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a size such as 16000 or 16G: {err}") from None
 
 
 def _name_path(value: str) -> tuple[str, Path]:
@@ -346,14 +362,33 @@ def build_parser() -> argparse.ArgumentParser:
         dest="nprocs",
         type=_positive_int,
         metavar="N",
-        help=f"maximum number of processes (default: {defaults.nprocs})",
+        help="CPUs this job may use: image-loading threads, and the ceiling for "
+        "--omp-nthreads (default: the CPUs the job is allowed to run on)",
     )
     res.add_argument(
         "--omp-nthreads",
         dest="omp_nthreads",
         type=_positive_int,
         metavar="N",
-        help=f"threads per process for torch and BLAS (default: {defaults.omp_nthreads})",
+        help="threads for torch and BLAS (default: --nprocs)",
+    )
+    res.add_argument(
+        "--mem",
+        "--mem-mb",
+        "--mem_mb",
+        dest="mem_mb",
+        type=_memory,
+        metavar="SIZE",
+        help="memory limit, in MB or with a unit (16G); a stage whose estimated peak exceeds "
+        "it first uses smaller batches, else stops before it starts (exit 75)",
+    )
+    res.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="K/N",
+        help="do the K-th of N equal parts of the reconstructions (K from 1), for job arrays; "
+        "the job that completes the last part (or a later run without --shard) evaluates "
+        "and writes the report",
     )
     res.add_argument(
         "--batch-size",

@@ -8,6 +8,7 @@ one :class:`Config` to a workflow. Every run saves the resolved config as TOML u
 from __future__ import annotations
 
 import dataclasses
+import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,8 +58,10 @@ class Config:
     roi: tuple[str, ...] = ()
     roi_mask: Mapping[str, Path] = field(default_factory=dict)
     work_dir: Path | None = None
-    nprocs: int = 1
-    omp_nthreads: int = 1
+    nprocs: int | None = None  # None: the CPUs this job may use
+    omp_nthreads: int | None = None  # None: --nprocs
+    mem_mb: float | None = None
+    shard: tuple[int, int] = (1, 1)
     device: str = "auto"
     network: str = "vgg19"
     weights: Path | None = None
@@ -135,6 +138,8 @@ FILE_OPTION_KINDS: dict[str, str] = {
     "work_dir": "path",
     "nprocs": "int",
     "omp_nthreads": "int",
+    "mem_mb": "float",
+    "shard": "shard",
     "device": "str",
     "network": "str",
     "weights": "path",
@@ -235,6 +240,11 @@ def _coerce(path: Path, key: str, kind: str, value: Any) -> Any:
             raise bad("a number" if kind == "float" else "a list of numbers")
         floats = tuple(float(v) for v in items)
         return floats if kind == "floats" else floats[0]
+    if kind == "shard":
+        try:
+            return parse_shard(value if isinstance(value, str) else "/".join(map(str, value)))
+        except (TypeError, ValueError) as err:
+            raise bad("'K/N' with 1 <= K <= N") from err
     if kind == "bool":
         if not isinstance(value, bool):
             raise bad("true or false")
@@ -242,6 +252,38 @@ def _coerce(path: Path, key: str, kind: str, value: Any) -> Any:
     if not isinstance(value, str):
         raise bad("a string")
     return value
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` (job K of N, counted from 1) as ``(K, N)``.
+
+    Raises
+    ------
+    ValueError
+        Not two integers with ``1 <= K <= N``.
+    """
+    index, sep, count = text.partition("/")
+    k, n = int(index), int(count)
+    if not sep or not 1 <= k <= n:
+        raise ValueError(f"expected K/N with 1 <= K <= N, got {text!r}")
+    return k, n
+
+
+def parse_memory_mb(text: str) -> float:
+    """A memory size in MB: a number of MB (fMRIPrep's unit) or with a K, M, G or T suffix.
+
+    Raises
+    ------
+    ValueError
+        Not a positive size.
+    """
+    units = {"K": 2**-10, "M": 1.0, "G": 2**10, "T": 2**20}
+    stripped = text.strip().upper().removesuffix("B")
+    scale = units.get(stripped[-1:], None)
+    number = float(stripped[:-1] if scale else stripped)
+    if number <= 0:
+        raise ValueError(f"memory must be positive, got {text!r}")
+    return number * (scale or 1.0)
 
 
 def build_config(values: Mapping[str, Any]) -> Config:
@@ -283,10 +325,14 @@ def build_config(values: Mapping[str, Any]) -> Config:
         "batch_size",
         "recon_batch_size",
     ):
-        if getattr(config, name) < 1:
+        if getattr(config, name) is not None and getattr(config, name) < 1:
             raise UsageError(
                 f"--{name.replace('_', '-')} must be >= 1, got {getattr(config, name)}"
             )
+    if config.mem_mb is not None and config.mem_mb <= 0:
+        raise UsageError(f"--mem must be positive, got {config.mem_mb} MB")
+    nprocs = config.nprocs or len(os.sched_getaffinity(0))
+    config = dataclasses.replace(config, nprocs=nprocs, omp_nthreads=config.omp_nthreads or nprocs)
     if config.work_dir is None:  # fMRIPrep's default: ./work
         config = dataclasses.replace(config, work_dir=Path.cwd().absolute() / "work")
     if config.reports_only:

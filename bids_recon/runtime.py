@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from bids_recon.errors import UsageError
 
@@ -37,8 +38,10 @@ def resolve_device(requested: str) -> torch.device:
 
 
 def configure_runtime(omp_nthreads: int, seed: int) -> None:
-    """Limit torch threads to ``--omp-nthreads`` and seed Python, numpy and torch."""
+    """Limit torch and BLAS/OpenMP threads to ``--omp-nthreads``; seed Python, numpy and torch."""
     torch.set_num_threads(omp_nthreads)
+    threadpool_limits(omp_nthreads)  # numpy's BLAS and any other OpenMP pool in the process
+    LOGGER.info("Threads per process: %d", omp_nthreads)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

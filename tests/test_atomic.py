@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -11,7 +12,13 @@ import time
 import pytest
 
 from bids_recon.errors import OutputNotWritableError
-from bids_recon.io.atomic import atomic_write, atomic_write_json, write_shared
+from bids_recon.io.atomic import (
+    atomic_write,
+    atomic_write_json,
+    private_path,
+    remove_orphans,
+    write_shared,
+)
 from bids_recon.io.derivatives import init_output_dataset, sanitize_label
 
 WRITER = """
@@ -97,3 +104,26 @@ def test_sanitize_label():
     assert sanitize_label("n03954393_10038") == "n0395439310038"
     assert sanitize_label("colorExpStim19_yellow_+") == "colorExpStim19yellow"
     assert sanitize_label("conv5_4") == "conv54"
+
+
+def test_remove_orphans_deletes_only_dead_writers_temporaries(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    orphan = tmp_path / "sub" / f".x.npy.{host}-{dead.pid}-ab12cd34.tmp"
+    orphan_dir = tmp_path / f".key.{host}-{dead.pid}-ef56ab78.tmp"
+    alive = tmp_path / "sub" / f".y.json.{host}-{os.getpid()}-0123abcd.tmp"
+    elsewhere = tmp_path / f".z.json.another-host-{dead.pid}-99aa88bb.tmp"
+    orphan.parent.mkdir()
+    (orphan_dir / "inner").mkdir(parents=True)
+    for path in (orphan, alive, elsewhere):
+        path.write_text("partial")
+    assert remove_orphans(tmp_path) == 2
+    assert not orphan.exists() and not orphan_dir.exists()
+    assert alive.exists() and elsewhere.exists()
+
+
+def test_temporary_names_identify_their_writer(tmp_path):
+    path = private_path(tmp_path / "layer.npy")
+    assert path.name.startswith(f".layer.npy.{socket.gethostname()}-{os.getpid()}-")
+    assert path.suffix == ".tmp" and path.parent == tmp_path

@@ -112,6 +112,18 @@ def test_stimulus_without_image(dataset, tmp_path, caplog):
     expect(dataset, tmp_path, caplog, 66, name, "not found")
 
 
+@pytest.mark.parametrize("name", ["../../sub-01/secret", "/etc/passwd", "a/../../../b"])
+def test_stimulus_names_cannot_leave_the_stimuli_folder(dataset, tmp_path, caplog, name):
+    (dataset / "sub-01" / "secret.JPEG").write_bytes(b"not for the app")  # a real target
+
+    def change(table):
+        table.loc[table["event_type"] == "1", "stimulus_name"] = name
+        return table
+
+    path = edit_events(dataset, change)
+    expect(dataset, tmp_path, caplog, 65, path, repr(name), "outside the stimuli folder")
+
+
 def test_mask_that_does_not_overlap_the_bold_grid(dataset, tmp_path, caplog):
     mask_path = dataset / "sourcedata/sub-01/anat/sub-01_mask_LH_V1d.nii.gz"
     mask = nib.load(mask_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,8 @@ def test_version_and_help_via_console_script():
         "--work-dir",
         "--nprocs",
         "--omp-nthreads",
+        "--mem",
+        "--shard",
         "--device",
         "--network",
         "--weights",
@@ -74,6 +77,40 @@ def test_argparse_error_exit_2(tmp_path):
     with pytest.raises(SystemExit) as exc:
         main([str(tmp_path), str(tmp_path / "o"), "participant", "--nprocs", "0"])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("bad", ["0/3", "4/3", "3", "a/b", "1/0"])
+def test_bad_shard_is_a_usage_error(tmp_path, bad):
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path), str(tmp_path / "o"), "participant", "--shard", bad])
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "mb"), [("512", 512.0), ("16G", 16384.0), ("16gb", 16384.0), ("2T", 2.0 * 2**20)]
+)
+def test_memory_sizes_in_mb_or_with_units(simulated_dataset, tmp_path, text, mb):
+    config = parse_config(
+        [str(simulated_dataset), str(tmp_path / "o"), "participant", "--mem", text]
+    )
+    assert config.mem_mb == mb
+
+
+def test_resources_default_to_the_cpus_the_job_may_use(simulated_dataset, tmp_path):
+    config = parse_config([str(simulated_dataset), str(tmp_path / "o"), "participant"])
+    assert config.nprocs == len(os.sched_getaffinity(0)) and config.omp_nthreads == config.nprocs
+    given = parse_config(
+        [
+            str(simulated_dataset),
+            str(tmp_path / "o"),
+            "participant",
+            "--nprocs",
+            "3",
+            "--shard",
+            "2/5",
+        ]
+    )
+    assert (given.nprocs, given.omp_nthreads, given.shard) == (3, 3, (2, 5))
 
 
 @pytest.mark.parametrize("label", ["01", "sub-01"])

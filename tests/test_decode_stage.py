@@ -52,6 +52,17 @@ def true_training_features(network, inputs):
     return {layer: np.concatenate(v) for layer, v in rows.items()}
 
 
+def test_threaded_image_loading_gives_the_same_features(prepared):
+    _, _, inputs, network = prepared
+    paths = inputs.train_paths[:23]
+    plain = list(feature_batches(network, paths, 5, "cpu"))
+    threaded = list(feature_batches(network, paths, 5, "cpu", loaders=3))
+    assert [rows for rows, _ in plain] == [rows for rows, _ in threaded]
+    for (_, a), (_, b) in zip(plain, threaded, strict=True):
+        for layer in network.layers:
+            assert np.array_equal(a[layer].numpy(), b[layer].numpy())
+
+
 @pytest.mark.parametrize("cache_mb", [0.0, 512.0])
 def test_streamed_decoding_equals_in_memory_ridge(prepared, cache_mb, tmp_path):
     config, sample_set, inputs, network = prepared

@@ -23,6 +23,8 @@ from sklearn.model_selection import GroupKFold, KFold
 
 from bids_recon.config import DEFAULT_ALPHAS
 
+GRAM_CHUNK = 1 << 16  # feature columns per step when forming a Gram matrix YYᵀ
+
 
 def as_tensor(
     array: np.ndarray | torch.Tensor,

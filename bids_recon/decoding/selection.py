@@ -14,6 +14,8 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from bids_recon.decoding.ridge import as_tensor
 
+SOLVE_CHUNK = 2048  # units whose systems are gathered and solved together
+
 
 def correlation(X: torch.Tensor, Y: torch.Tensor, min_var: float = 1e-8) -> torch.Tensor:
     """Pearson correlation of every voxel with every unit: (n_voxels × n_units).
@@ -30,7 +32,7 @@ def correlation(X: torch.Tensor, Y: torch.Tensor, min_var: float = 1e-8) -> torc
 
 
 def select_and_solve(
-    X: torch.Tensor, Y: torch.Tensor, alpha: float, n_voxels: int, chunk_size: int = 2048
+    X: torch.Tensor, Y: torch.Tensor, alpha: float, n_voxels: int, chunk_size: int = SOLVE_CHUNK
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fit the voxel-selection ridge for every unit (column) of Y.
 
@@ -65,7 +67,7 @@ def select_and_solve(
 
 
 def predict_selected(
-    X: torch.Tensor, index: torch.Tensor, weights: torch.Tensor, chunk_size: int = 2048
+    X: torch.Tensor, index: torch.Tensor, weights: torch.Tensor, chunk_size: int = SOLVE_CHUNK
 ) -> torch.Tensor:
     """Predictions (n_samples × n_units) of a fitted voxel-selection model."""
     x1 = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype, device=X.device)], dim=1)
@@ -95,7 +97,11 @@ class VoxelSelectionDecoder(RegressorMixin, BaseEstimator):
     """
 
     def __init__(
-        self, alpha: float = 100.0, n_voxels: int = 500, chunk_size: int = 2048, device: str = "cpu"
+        self,
+        alpha: float = 100.0,
+        n_voxels: int = 500,
+        chunk_size: int = SOLVE_CHUNK,
+        device: str = "cpu",
     ):
         self.alpha = alpha
         self.n_voxels = n_voxels

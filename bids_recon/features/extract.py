@@ -14,6 +14,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,27 +23,34 @@ from PIL import Image
 
 from bids_recon.errors import InputDataError
 from bids_recon.features.networks import TappedNetwork
+from bids_recon.io.atomic import private_path
 from bids_recon.log import progress
 
 LOGGER = logging.getLogger(__name__)
 
 
-def load_batch(paths: Sequence[Path], network: TappedNetwork) -> torch.Tensor:
+def load_batch(
+    paths: Sequence[Path], network: TappedNetwork, pool: ThreadPoolExecutor | None = None
+) -> torch.Tensor:
     """Read and preprocess images into a (batch, 3, size, size) tensor.
+
+    With a thread ``pool`` the images are decoded in parallel (Pillow releases the GIL while
+    decoding); the result is the same.
 
     Raises
     ------
     InputDataError
         An image file cannot be decoded (the message names it).
     """
-    tensors = []
-    for path in paths:
+
+    def read(path: Path) -> torch.Tensor:
         try:
             with Image.open(path) as image:
-                tensors.append(network.preprocessing.image_to_tensor(image))
+                return network.preprocessing.image_to_tensor(image)
         except OSError as err:
             raise InputDataError(f"Stimulus image {path} cannot be read: {err}") from err
-    return torch.stack(tensors)
+
+    return torch.stack(list(pool.map(read, paths) if pool else map(read, paths)))
 
 
 def feature_batches(
@@ -51,15 +59,37 @@ def feature_batches(
     batch_size: int,
     device: torch.device | str,
     description: str = "features",
+    loaders: int = 1,
 ) -> Iterator[tuple[slice, dict[str, torch.Tensor]]]:
-    """Yield (rows, {layer: features (batch, units) on ``device``}) for consecutive batches."""
+    """Yield (rows, {layer: features (batch, units) on ``device``}) for consecutive batches.
+
+    With ``loaders`` > 1 (``--nprocs``), images are decoded by that many threads and the next
+    batch is read while the network computes the current one.
+    """
     network.to(device)
-    starts = range(0, len(paths), batch_size)
-    for start in progress(starts, description, total=len(starts)):
-        rows = slice(start, min(start + batch_size, len(paths)))
-        with torch.no_grad():
-            outputs = network(load_batch(paths[rows], network).to(device))
-        yield rows, {layer: out.flatten(1) for layer, out in outputs.items()}
+    batches = [
+        slice(start, min(start + batch_size, len(paths)))
+        for start in range(0, len(paths), batch_size)
+    ]
+    if loaders <= 1:
+        for rows in progress(batches, description, total=len(batches)):
+            yield rows, _forward(network, load_batch(paths[rows], network), device)
+        return
+    with ThreadPoolExecutor(loaders) as pool, ThreadPoolExecutor(1) as prefetch:
+        upcoming = [prefetch.submit(load_batch, paths[rows], network, pool) for rows in batches[:1]]
+        for k, rows in enumerate(progress(batches, description, total=len(batches))):
+            images = upcoming.pop().result()
+            if k + 1 < len(batches):
+                upcoming.append(prefetch.submit(load_batch, paths[batches[k + 1]], network, pool))
+            yield rows, _forward(network, images, device)
+
+
+def _forward(
+    network: TappedNetwork, images: torch.Tensor, device: torch.device | str
+) -> dict[str, torch.Tensor]:
+    with torch.no_grad():
+        outputs = network(images.to(device))
+    return {layer: out.flatten(1) for layer, out in outputs.items()}
 
 
 def network_key(network: TappedNetwork, weights: Path | None) -> str:
@@ -69,6 +99,18 @@ def network_key(network: TappedNetwork, weights: Path | None) -> str:
         stat = weights.stat()
         info += [str(weights), stat.st_size, stat.st_mtime_ns]
     return hashlib.sha256(json.dumps(info, default=str).encode()).hexdigest()[:16]
+
+
+def cached_layers(units: dict[str, int], n_images: int, limit_bytes: int) -> set[str]:
+    """The layers whose float32 features of ``n_images`` fit the budget, smallest first."""
+    chosen, used = set(), 0
+    for layer, count in sorted(units.items(), key=lambda item: item[1]):
+        size = n_images * count * 4
+        if used + size > limit_bytes:
+            break
+        chosen.add(layer)
+        used += size
+    return chosen
 
 
 class FeatureCache:
@@ -93,15 +135,8 @@ class FeatureCache:
         self.limit_bytes = limit_bytes
 
     def plan(self, units: dict[str, int]) -> set[str]:
-        """The layers to cache: smallest first while the budget lasts."""
-        chosen, used = set(), 0
-        for layer, count in sorted(units.items(), key=lambda item: item[1]):
-            size = self.n_images * count * 4
-            if used + size > self.limit_bytes:
-                break
-            chosen.add(layer)
-            used += size
-        return chosen
+        """The layers to cache (:func:`cached_layers`)."""
+        return cached_layers(units, self.n_images, self.limit_bytes)
 
     def path(self, layer: str) -> Path:
         """The .npy file of a layer."""
@@ -113,9 +148,13 @@ class FeatureCache:
         return np.load(path, mmap_mode="r") if path.is_file() else None
 
     def writer(self, layer: str, n_units: int) -> np.memmap:
-        """A private on-disk array to fill; :meth:`commit` moves it into place."""
+        """A private on-disk array to fill; :meth:`commit` moves it into place.
+
+        The file name is unique to this call, so jobs filling the same layer at once (two
+        participants sharing a work folder) never write into each other's file.
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
-        private = self.folder / f".{layer}.partial.npy"
+        private = private_path(self.path(layer))
         return np.lib.format.open_memmap(
             private, mode="w+", dtype=np.float32, shape=(self.n_images, n_units)
         )
@@ -123,4 +162,4 @@ class FeatureCache:
     def commit(self, layer: str, array: np.memmap) -> None:
         """Flush a filled :meth:`writer` array and rename it into place (atomic)."""
         array.flush()
-        os.replace(self.folder / f".{layer}.partial.npy", self.path(layer))
+        os.replace(array.filename, self.path(layer))

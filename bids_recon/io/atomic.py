@@ -3,14 +3,19 @@
 A write goes to a uniquely named temporary file in the target's folder, is flushed to disk, and
 is renamed over the target with :func:`os.replace` (atomic on POSIX within one filesystem). A
 killed or failing write leaves at most a hidden ``.*.tmp`` file, never a truncated target, and two
-jobs writing the same file at once each leave a complete file.
+jobs writing the same file at once each leave a complete file. Temporary names carry the host and
+process id of their writer, so a later run can remove those of dead processes
+(:func:`remove_orphans`) without touching a concurrent job's.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +34,7 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     payload = data.encode("utf-8") if isinstance(data, str) else data
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=private_prefix(path), suffix=".tmp", dir=path.parent)
     except OSError as err:
         raise OutputNotWritableError(f"Cannot write {path}: {err.strerror or err}") from err
     try:
@@ -44,6 +49,49 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         if isinstance(err, OSError):
             raise OutputNotWritableError(f"Cannot write {path}: {err.strerror or err}") from err
         raise
+
+
+def private_prefix(path: Path) -> str:
+    """Prefix of this process's temporary names for ``path``: ``.<name>.<host>-<pid>-``."""
+    return f".{path.name}.{socket.gethostname()}-{os.getpid()}-"
+
+
+def private_path(path: Path) -> Path:
+    """A temporary sibling of ``path`` unique to this call (to fill, then rename into place)."""
+    return path.with_name(f"{private_prefix(path)}{uuid.uuid4().hex[:8]}.tmp")
+
+
+def _writer_is_dead(name: str) -> bool:
+    """Whether a temporary ``.<name>.<host>-<pid>-<random>.tmp`` was left by a dead process here."""
+    head, _, pid = name.removesuffix(".tmp").rpartition("-")[0].rpartition("-")
+    if not pid.isdigit() or not head.endswith(f".{socket.gethostname()}"):
+        return False  # another machine's (or an unknown) writer: leave it
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, owned by someone else
+        return False
+    return False
+
+
+def remove_orphans(root: Path) -> int:
+    """Delete temporary files and folders below ``root`` left by killed processes of this host.
+
+    Returns
+    -------
+    int
+        How many were removed.
+    """
+    removed = 0
+    for path in sorted(root.rglob(".*.tmp")) if root.is_dir() else []:
+        if _writer_is_dead(path.name):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def to_json(data: Any) -> str:

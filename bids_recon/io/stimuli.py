@@ -7,6 +7,7 @@ extension matched case-insensitively from the spec's list. Names may not leave t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -33,11 +34,19 @@ class StimulusIndex:
                 if path.is_file() and path.suffix.lower() in wanted:
                     self._by_stem.setdefault(path.stem, []).append(path)
 
+    def escapes(self, name: str) -> bool:
+        """Whether ``name`` (``../x``, an absolute path, ...) points outside the folder.
+
+        The check is on the name itself, not on symbolic links inside the folder, so datasets
+        whose images are links into a DataLad annex still resolve.
+        """
+        return not Path(os.path.normpath(self.root / name)).is_relative_to(self.root)
+
     def resolve(self, name: str) -> Path | None:
         """The image file of ``name``, or None when there is none (or it would leave the folder)."""
-        candidate = (self.root / name).resolve()
-        if not candidate.is_relative_to(self.root):
+        if self.escapes(name):
             return None
+        candidate = Path(os.path.normpath(self.root / name))
         if candidate.is_file():
             return candidate
         matches = self._by_stem.get(Path(name).name)

@@ -10,6 +10,7 @@ protocol) keeps every layer on disk and solves unit chunks.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bids_recon import __version__
 from bids_recon.config import Config
 from bids_recon.decoding.correction import feature_sd
-from bids_recon.decoding.ridge import DualRidge, as_tensor, cv_folds
+from bids_recon.decoding.ridge import GRAM_CHUNK, DualRidge, as_tensor, cv_folds
 from bids_recon.decoding.selection import predict_selected, select_and_solve
 from bids_recon.evaluation.metrics import pattern_correlation, profile_correlation
 from bids_recon.features.extract import FeatureCache, feature_batches, network_key
@@ -34,6 +36,7 @@ from bids_recon.io.outputs import (
     write_table,
 )
 from bids_recon.io.reference_sd import read_reference_sd
+from bids_recon.io.resume import file_identity, fingerprint, marker_fingerprint, stage_lock
 from bids_recon.specs import DatasetSpec
 from bids_recon.workflows.samples import SampleSet
 
@@ -128,7 +131,7 @@ def _training_pass(
         if layer in cached and cache.load(layer) is None:
             full[layer] = cache.writer(layer, units)
     for rows, batch in feature_batches(
-        network, paths, config.batch_size, device, "training features"
+        network, paths, config.batch_size, device, "training features", config.nprocs
     ):
         for layer, features in batch.items():
             s = stats[layer]
@@ -147,7 +150,7 @@ def _training_pass(
     return stats
 
 
-def gram(features: np.ndarray, rows: np.ndarray, device, chunk: int = 1 << 16) -> torch.Tensor:
+def gram(features: np.ndarray, rows: np.ndarray, device, chunk: int = GRAM_CHUNK) -> torch.Tensor:
     """``F[rows] F[rows]ᵀ`` in float64, a column chunk at a time (F may be memory-mapped)."""
     index = torch.as_tensor(rows, device=device)
     out = torch.zeros(len(rows), len(rows), dtype=torch.float64, device=device)
@@ -169,7 +172,7 @@ def _test_features(
     if paths and any(cache.load(layer) is None for layer in shapes):
         full = {layer: cache.writer(layer, int(np.prod(shape))) for layer, shape in shapes.items()}
         for rows, batch in feature_batches(
-            network, paths, config.batch_size, device, "test features"
+            network, paths, config.batch_size, device, "test features", config.nprocs
         ):
             for layer, features in batch.items():
                 full[layer][rows] = features.cpu().numpy()
@@ -204,7 +207,7 @@ def _evaluate(
                     "set": name,
                     "layer": layer,
                     "metric": metric,
-                    "value": float(finite.mean()) if len(finite) else float("nan"),
+                    "value": float(finite.mean()) if len(finite) else None,
                     "n": int(len(finite)),
                 }
             )
@@ -287,7 +290,7 @@ def decode_ridge(
             for layer in streamed
         }
         for rows_, batch in feature_batches(
-            network, inputs.train_paths, config.batch_size, device, "decoding"
+            network, inputs.train_paths, config.batch_size, device, "decoding", config.nprocs
         ):
             for layer in streamed:
                 for name, w in weights[layer].items():
@@ -371,6 +374,27 @@ def decode_voxel_selection(
     return out
 
 
+def decode_fingerprint(
+    config: Config, network: TappedNetwork, sample_set: SampleSet, inputs: DecodeInputs, roi: str
+) -> str:
+    """Hash of everything one ROI's decoding depends on (its completion marker holds it)."""
+    return fingerprint(
+        __version__,
+        sample_set.key,
+        roi,
+        network_key(network, config.weights),
+        [file_identity(path) for path in (*inputs.train_paths, *inputs.test_paths)],
+        config.decoder,
+        config.alphas,
+        config.cv_folds,
+        config.cv_units,
+        config.selection_alpha,
+        config.selection_voxels,
+        config.random_seed,
+        file_identity(config.feature_sd) if config.feature_sd else None,
+    )
+
+
 def run_decode_stage(
     config: Config,
     spec: DatasetSpec,
@@ -379,74 +403,103 @@ def run_decode_stage(
     stimulus_files: dict[str, Path],
     device: torch.device,
 ) -> None:
-    """Decode every layer for every ROI and write the outputs and the evaluation table."""
+    """Decode every layer for every ROI and write the outputs and the evaluation table.
+
+    Each ROI is a resumable unit: its decoder JSON, written after its decoded features, is the
+    completion marker (with the :func:`decode_fingerprint` and the ROI's evaluation rows), so a
+    re-run skips finished ROIs. Jobs of one participant take turns (:func:`stage_lock`).
+    """
     network = build_network(config.network, config.weights, config.layers, config.preprocessing)
     inputs = decode_inputs(spec, sample_set, stimulus_files)
+    rows: list[dict[str, object]] = []
+    with stage_lock(config.work_dir, label, "decode"):
+        for roi in sample_set.rois:
+            marker = decoder_path(config.output_dir, label, roi, config.decoder)
+            key = decode_fingerprint(config, network, sample_set, inputs, roi)
+            if marker_fingerprint(marker) == key:
+                LOGGER.info("sub-%s: %s already decoded (%s)", label, roi, marker.name)
+            else:
+                _decode_roi(config, spec, label, sample_set, inputs, network, roi, key, device)
+            evaluation = json.loads(marker.read_text(encoding="utf-8"))["Evaluation"]
+            rows.extend({"roi": roi, **row} for row in evaluation)
+        write_table(featdecoding_eval_path(config.output_dir, label), rows, FEATDECODING_COLUMNS)
+
+
+def _decode_roi(
+    config: Config,
+    spec: DatasetSpec,
+    label: str,
+    sample_set: SampleSet,
+    inputs: DecodeInputs,
+    network: TappedNetwork,
+    roi: str,
+    key: str,
+    device: torch.device,
+) -> None:
+    """Decode one ROI; write its decoded features, then its decoder JSON (the marker)."""
     decode = decode_ridge if config.decoder == "ridge" else decode_voxel_selection
     reference_sd = read_reference_sd(config.feature_sd) if config.feature_sd else {}
     n_train = len(inputs.train_rows)
-    rows: list[dict[str, object]] = []
-    for roi in sample_set.rois:
-        results = decode(config, network, spec, sample_set, inputs, roi, device)
-        for result in results:
-            result.reference_sd = reference_sd.get(result.layer, result.reference_sd)
-        n_voxels = int(sample_set.rois[roi].sum())
-        for result in results:
-            for set_name, matrix in result.decoded.items():
-                write_array(
-                    decoded_features_path(config.output_dir, label, roi, set_name, result.layer),
-                    matrix.reshape(len(matrix), *result.shape),
-                    {
-                        "Description": "Decoded DNN features (raw units, before SD correction), "
-                        "one row per stimulus of the set.",
-                        "Network": network.name,
-                        "Layer": result.layer,
-                        "ROI": roi,
-                        "Set": set_name,
-                        "Stimuli": list(sample_set.stimuli[set_name]),
-                        "Decoder": config.decoder,
-                        "Alpha": result.alpha,
-                        "NTrainingBlocks": n_train,
-                        "NTrainingImages": len(inputs.train_paths),
-                        "NVoxels": n_voxels,
-                        "ReferenceSD": result.reference_sd,
-                        "ReferenceSDSource": str(config.feature_sd)
-                        if result.layer in reference_sd
-                        else "mean over the training images' true features",
-                    },
-                )
-            rows.extend({"roi": roi, **row} for row in result.evaluation)
-        atomic_write_json(
-            decoder_path(config.output_dir, label, roi, config.decoder),
-            {
-                "Decoder": config.decoder,
-                "Network": network.name,
-                "Preprocessing": network.preprocessing.kind,
-                "ROI": roi,
-                "NVoxels": n_voxels,
-                "NTrainingBlocks": n_train,
-                "TrainingRuns": sorted(
-                    {
-                        f"{r.session}/{r.run}"
-                        for r in sample_set.blocks.itertuples()
-                        if r.set == spec.training_set.name
-                    }
-                ),
-                "RandomSeed": config.random_seed,
-                "Alphas": list(config.alphas)
-                if config.decoder == "ridge"
-                else [config.selection_alpha],
-                "CVFolds": config.cv_folds,
-                "SelectionVoxels": config.selection_voxels if config.decoder != "ridge" else None,
-                "Layers": {
-                    r.layer: {
-                        "Alpha": r.alpha,
-                        "CVErrors": r.cv_errors,
-                        "ReferenceSD": r.reference_sd,
-                        "Shape": list(r.shape),
-                    }
-                    for r in results
+    results = decode(config, network, spec, sample_set, inputs, roi, device)
+    for result in results:
+        result.reference_sd = reference_sd.get(result.layer, result.reference_sd)
+    n_voxels = int(sample_set.rois[roi].sum())
+    for result in results:
+        for set_name, matrix in result.decoded.items():
+            write_array(
+                decoded_features_path(config.output_dir, label, roi, set_name, result.layer),
+                matrix.reshape(len(matrix), *result.shape),
+                {
+                    "Description": "Decoded DNN features (raw units, before SD correction), "
+                    "one row per stimulus of the set.",
+                    "Network": network.name,
+                    "Layer": result.layer,
+                    "ROI": roi,
+                    "Set": set_name,
+                    "Stimuli": list(sample_set.stimuli[set_name]),
+                    "Decoder": config.decoder,
+                    "Alpha": result.alpha,
+                    "NTrainingBlocks": n_train,
+                    "NTrainingImages": len(inputs.train_paths),
+                    "NVoxels": n_voxels,
+                    "ReferenceSD": result.reference_sd,
+                    "ReferenceSDSource": str(config.feature_sd)
+                    if result.layer in reference_sd
+                    else "mean over the training images' true features",
                 },
+            )
+    atomic_write_json(
+        decoder_path(config.output_dir, label, roi, config.decoder),
+        {
+            "Decoder": config.decoder,
+            "Network": network.name,
+            "Preprocessing": network.preprocessing.kind,
+            "ROI": roi,
+            "NVoxels": n_voxels,
+            "NTrainingBlocks": n_train,
+            "TrainingRuns": sorted(
+                {
+                    f"{r.session}/{r.run}"
+                    for r in sample_set.blocks.itertuples()
+                    if r.set == spec.training_set.name
+                }
+            ),
+            "RandomSeed": config.random_seed,
+            "Alphas": list(config.alphas)
+            if config.decoder == "ridge"
+            else [config.selection_alpha],
+            "CVFolds": config.cv_folds,
+            "SelectionVoxels": config.selection_voxels if config.decoder != "ridge" else None,
+            "Layers": {
+                r.layer: {
+                    "Alpha": r.alpha,
+                    "CVErrors": r.cv_errors,
+                    "ReferenceSD": r.reference_sd,
+                    "Shape": list(r.shape),
+                }
+                for r in results
             },
-        )
-    write_table(featdecoding_eval_path(config.output_dir, label), rows, FEATDECODING_COLUMNS)
+            "Evaluation": [row for r in results for row in r.evaluation],
+            "Fingerprint": key,
+        },
+    )

@@ -10,9 +10,9 @@ from collections import Counter
 import torch
 
 from bids_recon.config import Config
-from bids_recon.errors import BidsReconError
+from bids_recon.errors import BidsReconError, TemporaryFailureError
 from bids_recon.features.networks import resolve_weights
-from bids_recon.io.atomic import atomic_write
+from bids_recon.io.atomic import atomic_write, remove_orphans
 from bids_recon.io.derivatives import init_output_dataset
 from bids_recon.io.layout import build_layout, read_filter_file, select_participants, select_runs
 from bids_recon.io.outputs import update_stimuli_table
@@ -24,6 +24,7 @@ from bids_recon.specs import DatasetSpec, resolve_spec
 from bids_recon.workflows.decode import run_decode_stage
 from bids_recon.workflows.evaluate import evaluate_reconstructions
 from bids_recon.workflows.recon import recon_network, run_recon_stage
+from bids_recon.workflows.resources import fit_to_memory
 from bids_recon.workflows.samples import (
     ParticipantInputs,
     collect_inputs,
@@ -70,18 +71,29 @@ def run_participant_level(config: Config) -> None:
     inputs = collect_all_inputs(config, spec, labels) if needs_samples else {}
     if "decode" in config.stages:
         resolve_weights(config.network, config.weights)
+    if inputs:
+        config = fit_to_memory(config, spec, list(inputs.values()))
 
     init_output_dataset(config.output_dir, config.bids_dir)
     log_file = add_log_file(config.logs_dir / f"bids_recon-{config.run_uuid}.log")
     try:
         atomic_write(config.logs_dir / f"config-{config.run_uuid}.toml", config.to_toml())
         configure_runtime(config.omp_nthreads, config.random_seed)
+        for folder in (config.output_dir, config.work_dir):
+            if removed := remove_orphans(folder):
+                LOGGER.info("Removed %d temporary file(s) of killed runs from %s", removed, folder)
         LOGGER.info("Participants to process: %s", ", ".join(f"sub-{x}" for x in labels))
         failed: dict[str, Exception] = {}
         for label in labels:
             start = time.monotonic()
             try:
-                run_participant(config, spec, label, str(device), inputs.get(label))
+                try:
+                    run_participant(config, spec, label, str(device), inputs.get(label))
+                except (torch.cuda.OutOfMemoryError, MemoryError) as err:
+                    raise TemporaryFailureError(
+                        f"sub-{label}: out of memory on {device} ({err}). Lower --batch-size "
+                        "or --recon-batch-size, or give the job more memory; the rerun resumes."
+                    ) from err
             except Exception as err:
                 if config.stop_on_first_crash:
                     raise
@@ -134,7 +146,11 @@ def run_participant(
     device: str,
     inputs: ParticipantInputs | None,
 ) -> None:
-    """Run the requested stages for ``sub-<label>`` and write its report."""
+    """Run the requested stages for ``sub-<label>`` and write its report.
+
+    With ``--shard K/N`` only this job's part of the reconstructions is made; the job that
+    finds every part complete evaluates them and writes the report.
+    """
     with collect_warnings() as messages:
         status: dict[str, str] = {}
         if inputs is not None:
@@ -154,7 +170,16 @@ def run_participant(
             if "recon" in config.stages:
                 network = recon_network(config)
                 files, on = inputs.stimulus_files, torch.device(device)
-                run_recon_stage(config, spec, label, sample_set, files, network, on)
+                remaining = run_recon_stage(config, spec, label, sample_set, files, network, on)
+                if remaining:
+                    LOGGER.info(
+                        "sub-%s: shard %d/%d done; %d batch(es) of other shards remain, so "
+                        "evaluation and the report wait for the job that completes them",
+                        label,
+                        *config.shard,
+                        remaining,
+                    )
+                    return
                 evaluate_reconstructions(config, label, files, network, on)
                 status["recon"] = "done"
         if "report" in config.stages:

@@ -2,13 +2,17 @@
 
 Decoded features are read back from the decode stage's outputs, corrected to the layer's
 reference SD (the paper's feature-SD correction), and inverted. For every test stimulus with an
-image, the same optimizer also inverts the image's true features (the oracle). Each image is
-written as PNG + JSON as soon as its batch is done; existing complete outputs are skipped, so a
-killed run resumes.
+image, the same optimizer also inverts the image's true features (the oracle).
+
+The work is cut into fixed batches (:func:`plan_batches`); ``--shard K/N`` takes every N-th
+batch. Each image is written as PNG, then JSON with a fingerprint of its inputs and settings
+(the completion marker); batches whose outputs are all current are skipped, so a killed or
+sharded run produces the same images as one uninterrupted run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -17,17 +21,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bids_recon import __version__
 from bids_recon.config import Config
 from bids_recon.decoding.correction import correct_sd
 from bids_recon.errors import MissingInputError
-from bids_recon.features.extract import feature_batches
+from bids_recon.features.extract import feature_batches, network_key
 from bids_recon.features.networks import TappedNetwork, build_network
 from bids_recon.io.outputs import (
     decoded_features_path,
+    decoder_path,
     recon_image_path,
     stimulus_labels,
     write_image,
 )
+from bids_recon.io.resume import file_identity, fingerprint, marker_fingerprint
+from bids_recon.log import progress
 from bids_recon.recon.generator import load_generator
 from bids_recon.recon.reconstruct import ReconSettings, reconstruct
 from bids_recon.specs import DatasetSpec
@@ -39,12 +47,25 @@ FAST_ITERATIONS = {"builtin": 50}
 
 @dataclass(frozen=True)
 class ReconItem:
-    """One reconstruction to make: which stimulus, from which features, written where."""
+    """One reconstruction: a stimulus, its row in the set (which also seeds it), its output."""
+
+    stimulus: str
+    row: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class ReconBatch:
+    """Images optimized together: one set, one source (decoded from one ROI, or oracle).
+
+    Batches are fixed by the stimulus order, whatever is already done, so a resumed or sharded
+    run optimizes exactly the batches of an uninterrupted one and writes the same images.
+    """
 
     set_name: str
-    stimulus: str
     source: str  # "decoded" or "oracle"
-    path: Path
+    roi: str | None
+    items: tuple[ReconItem, ...]
 
 
 def recon_network(config: Config) -> TappedNetwork:
@@ -68,6 +89,52 @@ def recon_settings(config: Config) -> ReconSettings:
     )
 
 
+def plan_batches(
+    config: Config,
+    spec: DatasetSpec,
+    label: str,
+    sample_set: SampleSet,
+    stimulus_files: dict[str, Path],
+) -> list[ReconBatch]:
+    """Every reconstruction of the participant, in fixed batches of ``--recon-batch-size``.
+
+    Per test set: the decoded features of each ROI, then the true features (oracle) of the
+    stimuli that have an image.
+    """
+    size = config.recon_batch_size
+    batches = []
+    for set_spec in spec.test_sets:
+        names = sample_set.stimuli[set_spec.name]
+        labels = stimulus_labels(names)
+        groups: list[tuple[str, str | None, list[int]]] = [
+            ("decoded", roi, list(range(len(names)))) for roi in sample_set.rois
+        ]
+        groups.append(("oracle", None, [k for k, n in enumerate(names) if n in stimulus_files]))
+        for source, roi, rows in groups:
+            desc = "recon" if source == "decoded" else "oracle"
+            items = [
+                ReconItem(
+                    names[k],
+                    k,
+                    recon_image_path(
+                        config.output_dir, label, set_spec.name, labels[names[k]], desc, roi
+                    ),
+                )
+                for k in rows
+            ]
+            batches.extend(
+                ReconBatch(set_spec.name, source, roi, tuple(items[i : i + size]))
+                for i in range(0, len(items), size)
+            )
+    return batches
+
+
+def shard_batches(batches: list[ReconBatch], shard: tuple[int, int]) -> list[ReconBatch]:
+    """The batches of ``--shard K/N``: every N-th batch from the K-th (round robin)."""
+    index, count = shard
+    return batches[index - 1 :: count]
+
+
 def _decoded_targets(
     config: Config, label: str, roi: str, set_name: str, network: TappedNetwork
 ) -> dict[str, np.ndarray]:
@@ -86,57 +153,66 @@ def _decoded_targets(
 
 
 def _true_targets(
-    network: TappedNetwork, paths: list[Path], config: Config, device
+    network: TappedNetwork, paths: list[Path], device: torch.device
 ) -> dict[str, np.ndarray]:
-    rows: dict[str, list[np.ndarray]] = {layer: [] for layer in network.layers}
-    for _, batch in feature_batches(network, paths, config.batch_size, device, "true features"):
-        for layer, values in batch.items():
-            rows[layer].append(values.cpu().numpy())
-    return {layer: np.concatenate(v) for layer, v in rows.items()}
+    """True features of one batch's stimulus images (one forward pass)."""
+    _, batch = next(feature_batches(network, paths, len(paths), device, "true features"))
+    return {layer: values.cpu().numpy() for layer, values in batch.items()}
 
 
-def _run(
-    network: TappedNetwork,
-    targets: dict[str, np.ndarray],
-    items: list[ReconItem],
-    rows: list[int],
-    settings: ReconSettings,
-    config: Config,
-    device,
-    generator,
-) -> None:
-    todo = [k for k, item in enumerate(items) if not item.path.with_suffix(".json").is_file()]
-    if not todo:
-        return
-    for first in range(0, len(todo), settings.batch_size):
-        chunk = todo[first : first + settings.batch_size]
-        result = reconstruct(
-            network,
-            {k: v[[rows[i] for i in chunk]] for k, v in targets.items()},
-            settings,
-            device,
-            generator,
-            indices=[rows[i] for i in chunk],
+class ReconPlan:
+    """The batches of a participant with the fingerprint each output must carry to count."""
+
+    def __init__(
+        self,
+        config: Config,
+        label: str,
+        batches: list[ReconBatch],
+        network: TappedNetwork,
+        stimulus_files: dict[str, Path],
+    ):
+        self.batches = batches
+        settings = recon_settings(config)
+        generator = config.generator_weights if settings.method == "generator" else None
+        self._stage = fingerprint(
+            __version__,
+            network_key(network, config.weights),
+            network.layers,
+            dataclasses.asdict(settings),
+            file_identity(generator) if generator else None,
         )
-        per_image = result.seconds / len(chunk)
-        for k, image, curve in zip(chunk, result.images, result.curves, strict=True):
-            item = items[k]
-            write_image(
-                item.path,
-                image,
-                {
-                    "StimulusName": item.stimulus,
-                    "Set": item.set_name,
-                    "Source": item.source,
-                    "Network": network.name,
-                    "Layers": network.layers,
-                    "Method": settings.method,
-                    "Iterations": len(curve) - (settings.method == "lbfgs"),
-                    "Seed": settings.seed,
-                    "LossCurve": curve,
-                    "Seconds": per_image,
-                },
+        self._config, self._label, self._files = config, label, stimulus_files
+
+    def keys(self, batch: ReconBatch) -> list[str]:
+        """The fingerprint of each output of ``batch``.
+
+        Decoded outputs depend on the decoding (its marker's fingerprint, which covers the
+        samples and so the stimulus list), oracle outputs on the batch's stimulus images; both
+        on the network and the reconstruction settings.
+
+        Raises
+        ------
+        MissingInputError
+            The decoding of the batch's ROI has not completed.
+        """
+        if batch.source == "oracle":  # the batch's images (batch-mates change the last bits)
+            images = [file_identity(self._files[item.stimulus]) for item in batch.items]
+            return [fingerprint(self._stage, images)] * len(batch.items)
+        marker = decoder_path(self._config.output_dir, self._label, batch.roi, self._config.decoder)
+        decoded = marker_fingerprint(marker)
+        if decoded is None:
+            raise MissingInputError(
+                f"{marker} not found: the decode stage has not completed for ROI {batch.roi}; "
+                "run it (--stages decode) before reconstructing."
             )
+        return [fingerprint(self._stage, decoded)] * len(batch.items)
+
+    def is_done(self, batch: ReconBatch) -> bool:
+        """Every output of ``batch`` is written with the current fingerprint."""
+        return all(
+            marker_fingerprint(item.path.with_suffix(".json")) == key
+            for item, key in zip(batch.items, self.keys(batch), strict=True)
+        )
 
 
 def run_recon_stage(
@@ -147,64 +223,70 @@ def run_recon_stage(
     stimulus_files: dict[str, Path],
     network: TappedNetwork,
     device: torch.device,
-) -> None:
-    """Reconstruct every test stimulus of every set and ROI, from decoded and true features."""
-    generator = (
-        load_generator(config.generator_weights) if config.recon_method == "generator" else None
-    )
+) -> int:
+    """Reconstruct this job's batches (all, or ``--shard K/N``'s) of every test stimulus.
+
+    Finished batches are skipped; a batch with any missing or outdated output is redone whole.
+
+    Returns
+    -------
+    int
+        The number of the participant's batches still to do (other shards' work); 0 when every
+        reconstruction is complete and the outputs can be evaluated.
+    """
     settings = recon_settings(config)
+    generator = load_generator(config.generator_weights) if settings.method == "generator" else None
+    plan = ReconPlan(
+        config,
+        label,
+        plan_batches(config, spec, label, sample_set, stimulus_files),
+        network,
+        stimulus_files,
+    )
+    mine = shard_batches(plan.batches, config.shard)
+    todo = [batch for batch in mine if not plan.is_done(batch)]
     LOGGER.info(
-        "sub-%s: reconstruction with %s, %d iterations, batches of %d",
+        "sub-%s: reconstruction with %s, %d iterations: %d of %d batches to do (shard %d/%d)",
         label,
         settings.method,
         settings.iterations,
-        settings.batch_size,
+        len(todo),
+        len(mine),
+        *config.shard,
     )
-    for set_spec in spec.test_sets:
-        names = sample_set.stimuli[set_spec.name]
-        labels = stimulus_labels(names)
-        for roi in sample_set.rois:
-            items = [
-                ReconItem(
-                    set_spec.name,
-                    name,
-                    "decoded",
-                    recon_image_path(
-                        config.output_dir, label, set_spec.name, labels[name], "recon", roi
-                    ),
+    decoded: dict[tuple[str | None, str], dict[str, np.ndarray]] = {}
+    for batch in progress(todo, "reconstruction batches", total=len(todo)):
+        rows = [item.row for item in batch.items]
+        if batch.source == "oracle":
+            paths = [stimulus_files[item.stimulus] for item in batch.items]
+            targets = _true_targets(network, paths, device)
+        else:
+            if (batch.roi, batch.set_name) not in decoded:
+                decoded[batch.roi, batch.set_name] = _decoded_targets(
+                    config, label, batch.roi, batch.set_name, network
                 )
-                for name in names
-            ]
-            targets = _decoded_targets(config, label, roi, set_spec.name, network)
-            _run(
-                network,
-                targets,
-                items,
-                list(range(len(names))),
-                settings,
-                config,
-                device,
-                generator,
+            targets = {k: v[rows] for k, v in decoded[batch.roi, batch.set_name].items()}
+        result = reconstruct(network, targets, settings, device, generator, indices=rows)
+        per_image = result.seconds / len(rows)
+        keys = plan.keys(batch)
+        for item, image, curve, key in zip(
+            batch.items, result.images, result.curves, keys, strict=True
+        ):
+            write_image(
+                item.path,
+                image,
+                {
+                    "StimulusName": item.stimulus,
+                    "Set": batch.set_name,
+                    "Source": batch.source,
+                    "Network": network.name,
+                    "Layers": network.layers,
+                    "Method": settings.method,
+                    "Iterations": len(curve) - (settings.method == "lbfgs"),
+                    "Seed": settings.seed,
+                    "LossCurve": curve,
+                    "Seconds": per_image,
+                    "Fingerprint": key,
+                },
             )
-        with_image = [name for name in names if name in stimulus_files]
-        oracle = [
-            ReconItem(
-                set_spec.name,
-                name,
-                "oracle",
-                recon_image_path(config.output_dir, label, set_spec.name, labels[name], "oracle"),
-            )
-            for name in with_image
-        ]
-        if any(not item.path.with_suffix(".json").is_file() for item in oracle):
-            true = _true_targets(network, [stimulus_files[n] for n in with_image], config, device)
-            _run(
-                network,
-                true,
-                oracle,
-                list(range(len(with_image))),
-                settings,
-                config,
-                device,
-                generator,
-            )
+    return sum(not plan.is_done(batch) for batch in plan.batches)

@@ -8,12 +8,11 @@ and settings, and writes the blocks provenance table to OUTPUT_DIR.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
 import logging
 import os
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +29,11 @@ from bids_recon.fmri.samples import (
     clean_run,
     standardize_by_training,
 )
-from bids_recon.io.atomic import atomic_write, atomic_write_json
+from bids_recon.io.atomic import atomic_write, atomic_write_json, private_path
 from bids_recon.io.events import check_blocks_in_run, events_to_blocks, read_events
 from bids_recon.io.images import load_image, read_voxel_series
 from bids_recon.io.layout import RunFiles, find_mask_files
+from bids_recon.io.resume import file_identity, fingerprint, stage_lock
 from bids_recon.io.stimuli import StimulusIndex
 from bids_recon.log import progress
 from bids_recon.specs import DatasetSpec
@@ -85,6 +85,9 @@ class SampleSet:
         Per analysed ROI, which kept voxels belong to it.
     blocks : DataFrame
         Every block used, one row each (the provenance table).
+    key : str
+        Hash of every input the samples depend on (the work-folder cache key); later stages
+        include it in their own completion fingerprints.
     """
 
     samples: dict[str, np.ndarray]
@@ -93,6 +96,7 @@ class SampleSet:
     voxels: np.ndarray
     rois: dict[str, np.ndarray]
     blocks: pd.DataFrame
+    key: str = ""
 
 
 def collect_inputs(
@@ -147,11 +151,17 @@ def collect_inputs(
         LOGGER.info("sub-%s: ROI %s has %d voxels on the BOLD grid", label, name, mask.sum())
 
     no_image = {s.name: set(s.events.no_image) for s in spec.sets.values()}
+    index = StimulusIndex(config.resolved_stimuli_dir, spec.stimulus_extensions)
     names_by_set: dict[str, set[str]] = {}
     for run, table in zip(runs, blocks, strict=True):
         names = set(table["stimulus"]) - no_image[run.set_name]
+        escaping = sorted(filter(index.escapes, names))
+        if escaping:
+            raise InputDataError(
+                f"{run.events}: stimulus {escaping[0]!r} points outside the stimuli folder "
+                f"{index.root}; names must be relative paths inside it (refused)."
+            )
         names_by_set.setdefault(run.set_name, set()).update(names)
-    index = StimulusIndex(config.resolved_stimuli_dir, spec.stimulus_extensions)
     stimulus_files = index.resolve_all(names_by_set)
     return ParticipantInputs(label, runs, blocks, roi_masks, mask_files, stimulus_files)
 
@@ -284,21 +294,16 @@ def compute_samples(config: Config, spec: DatasetSpec, inputs: ParticipantInputs
 
 def cache_key(config: Config, spec: DatasetSpec, inputs: ParticipantInputs) -> str:
     """Hash of everything the samples depend on: files (size, mtime), events content, settings."""
-
-    def stat(path: Path) -> list:
-        info = path.stat()
-        return [str(path), info.st_size, info.st_mtime_ns]
-
     description = {
         "cache_version": CACHE_VERSION,
         "fmri": repr(spec.fmri),
         "sets": repr(sorted(spec.sets.items())),
-        "rois": sorted((k, [stat(p) for p in v]) for k, v in inputs.mask_files.items()),
+        "rois": sorted((k, [file_identity(p) for p in v]) for k, v in inputs.mask_files.items()),
         "confounds": list(config.confounds),
         "runs": [
             [
                 run.set_name,
-                stat(run.bold),
+                file_identity(run.bold),
                 hashlib.sha256(run.events.read_bytes()).hexdigest(),
                 run.tr,
                 run.start_time,
@@ -306,13 +311,12 @@ def cache_key(config: Config, spec: DatasetSpec, inputs: ParticipantInputs) -> s
             for run in inputs.runs
         ],
     }
-    text = json.dumps(description, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return fingerprint(description)
 
 
 def _save(sample_set: SampleSet, folder: Path) -> None:
     """Write a SampleSet to ``folder`` atomically (private folder, then rename)."""
-    private = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:8]}"
+    private = private_path(folder)
     private.mkdir(parents=True)
     try:
         arrays = {"voxels": sample_set.voxels, "train_runs": sample_set.train_runs}
@@ -344,7 +348,7 @@ def _load(folder: Path) -> SampleSet:
         dtype={"session": str, "run": str, "task": str, "stimulus": str},
         keep_default_na=False,
     )
-    return SampleSet(samples, stimuli, train_runs, voxels, rois, blocks)
+    return SampleSet(samples, stimuli, train_runs, voxels, rois, blocks, key=folder.name)
 
 
 def blocks_table_path(output_dir: Path, label: str) -> Path:
@@ -366,13 +370,15 @@ def write_blocks_table(output_dir: Path, label: str, blocks: pd.DataFrame) -> Pa
 
 def run_samples_stage(config: Config, spec: DatasetSpec, inputs: ParticipantInputs) -> SampleSet:
     """Compute (or load from the work-folder cache) the samples and write the blocks table."""
-    folder = config.work_dir / f"sub-{inputs.label}" / "samples" / cache_key(config, spec, inputs)
-    if (folder / "samples.npz").is_file():
-        LOGGER.info("sub-%s: samples loaded from the cache %s", inputs.label, folder)
-        sample_set = _load(folder)
-    else:
-        sample_set = compute_samples(config, spec, inputs)
-        _save(sample_set, folder)
+    key = cache_key(config, spec, inputs)
+    folder = config.work_dir / f"sub-{inputs.label}" / "samples" / key
+    with stage_lock(config.work_dir, inputs.label, "samples"):
+        if (folder / "samples.npz").is_file():
+            LOGGER.info("sub-%s: samples loaded from the cache %s", inputs.label, folder)
+            sample_set = _load(folder)
+        else:
+            sample_set = dataclasses.replace(compute_samples(config, spec, inputs), key=key)
+            _save(sample_set, folder)
     shapes = ", ".join(f"{k} {v.shape[0]}x{v.shape[1]}" for k, v in sample_set.samples.items())
     LOGGER.info("sub-%s: samples (rows x voxels): %s", inputs.label, shapes)
     write_blocks_table(config.output_dir, inputs.label, sample_set.blocks)

@@ -1,0 +1,99 @@
+"""Fitting a run to its memory limit before it starts (``--mem``).
+
+The participant level calls :func:`fit_to_memory` once every participant's inputs are checked:
+the sizes the decode and reconstruction stages depend on are known then, so batch sizes can be
+lowered, or the run refused, before any output is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from bids_recon.config import Config
+from bids_recon.features.extract import cached_layers
+from bids_recon.features.networks import build_network
+from bids_recon.memory import (
+    DecodeSizes,
+    decode_memory,
+    fit_batch,
+    memory_limit_mb,
+    recon_memory,
+)
+from bids_recon.specs import DatasetSpec
+from bids_recon.workflows.recon import recon_network
+from bids_recon.workflows.samples import ParticipantInputs
+
+
+def fit_to_memory(config: Config, spec: DatasetSpec, inputs: list[ParticipantInputs]) -> Config:
+    """Check the decode and reconstruction stages' memory estimates against the limit.
+
+    The limit is ``--mem``, else the job's cgroup or physical memory. Batch sizes are lowered
+    when that makes a stage fit (the returned config has them).
+
+    Raises
+    ------
+    MemoryLimitError
+        A stage cannot fit even with batches of one (exit code 75), before any output.
+    """
+    limit = memory_limit_mb(config.mem_mb)
+    training = spec.training_set.name
+    if "decode" in config.stages:
+        network = build_network(config.network, config.weights, config.layers, config.preprocessing)
+        units = {layer: int(np.prod(shape)) for layer, shape in network.unit_shapes().items()}
+        budget = int(config.feature_cache_mb * 2**20)
+        batch = config.batch_size
+        for item in inputs:
+            sizes = decode_sizes(item, training, units)
+            cached = cached_layers(units, sizes.n_images, budget)
+            batch = fit_batch(
+                lambda size, sizes=sizes, cached=cached: decode_memory(
+                    sizes,
+                    size,
+                    config.decoder,
+                    config.cv_units,
+                    config.cv_folds,
+                    cached,
+                    config.selection_voxels,
+                    config.selection_chunk,
+                ),
+                batch,
+                limit,
+                f"sub-{item.label} decode stage",
+            )
+        config = dataclasses.replace(config, batch_size=batch)
+    if "recon" in config.stages:
+        network = recon_network(config)
+        units = {layer: int(np.prod(shape)) for layer, shape in network.unit_shapes().items()}
+        batch = fit_batch(
+            lambda size: recon_memory(units, network.preprocessing.size, size, config.recon_method),
+            config.recon_batch_size,
+            limit,
+            "reconstruction stage",
+        )
+        config = dataclasses.replace(config, recon_batch_size=batch)
+    return config
+
+
+def decode_sizes(inputs: ParticipantInputs, training: str, units: dict[str, int]) -> DecodeSizes:
+    """The decode stage's sizes for one participant, from its checked inputs."""
+    train_names = [
+        name
+        for run, table in zip(inputs.runs, inputs.blocks, strict=True)
+        if run.set_name == training
+        for name in table["stimulus"]
+    ]
+    test = {
+        (run.set_name, name)
+        for run, table in zip(inputs.runs, inputs.blocks, strict=True)
+        if run.set_name != training
+        for name in table["stimulus"]
+    }
+    return DecodeSizes(
+        n_samples=len(train_names),
+        n_images=len(set(train_names)),
+        n_test=len(test),
+        n_voxels=max(int(mask.sum()) for mask in inputs.roi_masks.values()),
+        units=units,
+    )
