@@ -403,7 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="MB",
         help="layers whose training features fit this size are cached whole in the "
-        "work folder (default: 2048)",
+        "work folder, and --shard jobs share feature extraction when all layers fit it "
+        "(default: 2048)",
     )
     res.add_argument(
         "--device",

@@ -12,7 +12,8 @@ from helpers import participant_args
 
 from bids_recon.cli import main, parse_config
 from bids_recon.decoding import RidgeDecoder, VoxelSelectionDecoder
-from bids_recon.features.extract import feature_batches
+from bids_recon.features import extract
+from bids_recon.features.extract import BatchStore, feature_batches, fill_store
 from bids_recon.features.networks import build_network
 from bids_recon.specs import load_builtin_spec
 from bids_recon.workflows.decode import decode_inputs, decode_ridge, decode_voxel_selection
@@ -59,6 +60,29 @@ def test_threaded_image_loading_gives_the_same_features(prepared):
     threaded = list(feature_batches(network, paths, 5, "cpu", loaders=3))
     assert [rows for rows, _ in plain] == [rows for rows, _ in threaded]
     for (_, a), (_, b) in zip(plain, threaded, strict=True):
+        for layer in network.layers:
+            assert np.array_equal(a[layer].numpy(), b[layer].numpy())
+
+
+def test_stored_batches_are_read_instead_of_computed(prepared, tmp_path, monkeypatch):
+    _, _, inputs, network = prepared
+    paths = inputs.train_paths[:23]
+    store = BatchStore(tmp_path, "key", paths, 5)
+    assert fill_store(network, paths, store, "cpu", [0, 2, 4]) == 3
+    assert fill_store(network, paths, store, "cpu", [0, 2, 4]) == 0  # already there
+    computed = list(feature_batches(network, paths, 5, "cpu"))
+    loaded = []
+
+    def count_forward(*args):
+        loaded.append(1)
+        return forward(*args)
+
+    forward = extract._forward
+    monkeypatch.setattr(extract, "_forward", count_forward)
+    mixed = list(feature_batches(network, paths, 5, "cpu", loaders=2, store=store))
+    assert len(loaded) == 2  # batches 1 and 3 only
+    for (rows_a, a), (rows_b, b) in zip(computed, mixed, strict=True):
+        assert rows_a == rows_b
         for layer in network.layers:
             assert np.array_equal(a[layer].numpy(), b[layer].numpy())
 

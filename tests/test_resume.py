@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -123,5 +124,7 @@ def test_shards_run_concurrently_and_merge_to_the_unsharded_outputs(
     logs = [job.communicate(timeout=900)[0] for job in jobs]
     assert [job.returncode for job in jobs] == [0, 0], logs
     assert snapshot(tmp_path / "out") == uninterrupted
-    # one job decoded while the others waited and then found the decoding done
+    # both extracted features for the decoding; one decoded, the other then found it done
+    stored = [re.search(r"stored (\d+) feature batch", log) for log in logs]
+    assert all(match and int(match[1]) > 0 for match in stored), logs
     assert sum("already decoded" in log for log in logs) == 1

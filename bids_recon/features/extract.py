@@ -10,6 +10,7 @@ network, its weights, the preprocessing and the image list, so a re-run skips th
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from PIL import Image
 
 from bids_recon.errors import InputDataError
 from bids_recon.features.networks import TappedNetwork
-from bids_recon.io.atomic import private_path
+from bids_recon.io.atomic import atomic_write, private_path
 from bids_recon.log import progress
 
 LOGGER = logging.getLogger(__name__)
@@ -53,6 +54,30 @@ def load_batch(
     return torch.stack(list(pool.map(read, paths) if pool else map(read, paths)))
 
 
+def batch_slices(n_images: int, batch_size: int) -> list[slice]:
+    """Consecutive batches of ``batch_size`` rows (the last may be shorter)."""
+    return [
+        slice(start, min(start + batch_size, n_images)) for start in range(0, n_images, batch_size)
+    ]
+
+
+def _image_batches(
+    paths: Sequence[Path], batches: Sequence[slice], network: TappedNetwork, loaders: int
+) -> Iterator[torch.Tensor]:
+    """Preprocessed images of each batch in order; threaded with one batch read ahead."""
+    if loaders <= 1:
+        for rows in batches:
+            yield load_batch(paths[rows], network)
+        return
+    with ThreadPoolExecutor(loaders) as pool, ThreadPoolExecutor(1) as prefetch:
+        upcoming = [prefetch.submit(load_batch, paths[rows], network, pool) for rows in batches[:1]]
+        for k in range(len(batches)):
+            images = upcoming.pop().result()
+            if k + 1 < len(batches):
+                upcoming.append(prefetch.submit(load_batch, paths[batches[k + 1]], network, pool))
+            yield images
+
+
 def feature_batches(
     network: TappedNetwork,
     paths: Sequence[Path],
@@ -60,28 +85,48 @@ def feature_batches(
     device: torch.device | str,
     description: str = "features",
     loaders: int = 1,
+    store: BatchStore | None = None,
 ) -> Iterator[tuple[slice, dict[str, torch.Tensor]]]:
     """Yield (rows, {layer: features (batch, units) on ``device``}) for consecutive batches.
 
     With ``loaders`` > 1 (``--nprocs``), images are decoded by that many threads and the next
-    batch is read while the network computes the current one.
+    batch is read while the network computes the current one. Batches found in ``store``
+    (filled by ``--shard`` jobs) are read from it instead of being computed.
     """
     network.to(device)
-    batches = [
-        slice(start, min(start + batch_size, len(paths)))
-        for start in range(0, len(paths), batch_size)
-    ]
-    if loaders <= 1:
-        for rows in progress(batches, description, total=len(batches)):
-            yield rows, _forward(network, load_batch(paths[rows], network), device)
-        return
-    with ThreadPoolExecutor(loaders) as pool, ThreadPoolExecutor(1) as prefetch:
-        upcoming = [prefetch.submit(load_batch, paths[rows], network, pool) for rows in batches[:1]]
-        for k, rows in enumerate(progress(batches, description, total=len(batches))):
-            images = upcoming.pop().result()
-            if k + 1 < len(batches):
-                upcoming.append(prefetch.submit(load_batch, paths[batches[k + 1]], network, pool))
-            yield rows, _forward(network, images, device)
+    batches = batch_slices(len(paths), batch_size)
+    stored = [store is not None and store.has(k) for k in range(len(batches))]
+    images = _image_batches(
+        paths,
+        [rows for rows, done in zip(batches, stored, strict=True) if not done],
+        network,
+        loaders,
+    )
+    for k, rows in enumerate(progress(batches, description, total=len(batches))):
+        if stored[k]:
+            yield (
+                rows,
+                {layer: torch.as_tensor(v, device=device) for layer, v in store.load(k).items()},
+            )
+        else:
+            yield rows, _forward(network, next(images), device)
+
+
+def fill_store(
+    network: TappedNetwork,
+    paths: Sequence[Path],
+    store: BatchStore,
+    device: torch.device | str,
+    indices: Sequence[int],
+    loaders: int = 1,
+) -> int:
+    """Compute and save the batches ``indices`` of ``store`` that it lacks; return how many."""
+    network.to(device)
+    todo = [k for k in indices if not store.has(k)]
+    images = _image_batches(paths, [store.batches[k] for k in todo], network, loaders)
+    for k in progress(todo, "features for other jobs", total=len(todo)):
+        store.save(k, _forward(network, next(images), device))
+    return len(todo)
 
 
 def _forward(
@@ -111,6 +156,50 @@ def cached_layers(units: dict[str, int], n_images: int, limit_bytes: int) -> set
         chosen.add(layer)
         used += size
     return chosen
+
+
+class BatchStore:
+    """Every layer's features of fixed image batches, one ``.npz`` per batch, in the work folder.
+
+    ``--shard`` jobs fill their share of the batches in parallel (:func:`fill_store`), then the
+    job that decodes reads them instead of running the network. A stored batch holds exactly
+    what the network gives for that batch, so results do not depend on who computed it.
+
+    Parameters
+    ----------
+    root : Path
+        ``WORK/features``.
+    key : str
+        Network identity (:func:`network_key`).
+    paths : sequence of Path
+        The images, in row order.
+    batch_size : int
+        Images per batch (part of the key: it fixes the batches).
+    """
+
+    def __init__(self, root: Path, key: str, paths: Sequence[Path], batch_size: int):
+        digest = hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()[:16]
+        self.folder = root / f"{key}-{digest}-batches{batch_size}"
+        self.batches = batch_slices(len(paths), batch_size)
+
+    def path(self, index: int) -> Path:
+        """The file of batch ``index``."""
+        return self.folder / f"batch-{index:06d}.npz"
+
+    def has(self, index: int) -> bool:
+        """Whether batch ``index`` is stored (files appear complete, by atomic rename)."""
+        return self.path(index).is_file()
+
+    def load(self, index: int) -> dict[str, np.ndarray]:
+        """The stored features of batch ``index``, per layer (batch, units)."""
+        with np.load(self.path(index)) as data:
+            return {name: data[name] for name in data.files}
+
+    def save(self, index: int, features: dict[str, torch.Tensor]) -> None:
+        """Store batch ``index`` atomically."""
+        buffer = io.BytesIO()
+        np.savez(buffer, **{layer: v.cpu().numpy() for layer, v in features.items()})
+        atomic_write(self.path(index), buffer.getvalue())
 
 
 class FeatureCache:

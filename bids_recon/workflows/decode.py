@@ -4,8 +4,9 @@ Ridge (default): one streamed pass over the training images accumulates per-unit
 paper's feature-SD reference and a random subset of units per layer (all units when the layer is
 small) for choosing alpha by cross-validation over runs; a second pass accumulates the decoded
 test features as weighted sums of training features. Layers that fit the feature cache are kept
-whole in the work folder and need no second pass. Voxel selection (the paper's FastL2LiR
-protocol) keeps every layer on disk and solves unit chunks.
+whole in the work folder and need no second pass; batches stored by ``--shard`` jobs are read
+instead of computed. Voxel selection (the paper's FastL2LiR protocol) keeps every layer on disk
+and solves unit chunks.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from bids_recon.decoding.correction import feature_sd
 from bids_recon.decoding.ridge import GRAM_CHUNK, DualRidge, as_tensor, cv_folds
 from bids_recon.decoding.selection import predict_selected, select_and_solve
 from bids_recon.evaluation.metrics import pattern_correlation, profile_correlation
-from bids_recon.features.extract import FeatureCache, feature_batches, network_key
+from bids_recon.features.extract import (
+    BatchStore,
+    FeatureCache,
+    feature_batches,
+    fill_store,
+    network_key,
+)
 from bids_recon.features.networks import TappedNetwork, build_network
 from bids_recon.io.atomic import atomic_write_json
 from bids_recon.io.outputs import (
@@ -110,6 +117,48 @@ def decode_inputs(
     )
 
 
+def _store(config: Config, network: TappedNetwork, paths: list[Path]) -> BatchStore:
+    """Where ``--shard`` jobs leave the features of their share of the batches of ``paths``."""
+    key = network_key(network, config.weights)
+    return BatchStore(config.work_dir / "features", key, paths, config.batch_size)
+
+
+def _stream(config: Config, network: TappedNetwork, paths: list[Path], device, description: str):
+    """Features of ``paths`` batch by batch: stored batches are read, the others computed."""
+    store = _store(config, network, paths)
+    return feature_batches(
+        network, paths, config.batch_size, device, description, config.nprocs, store
+    )
+
+
+def share_extraction(
+    config: Config, network: TappedNetwork, inputs: DecodeInputs, device: torch.device
+) -> None:
+    """``--shard K/N``: store this job's share (every N-th batch) of the training and test features.
+
+    Runs before the decode lock, so the N jobs of a participant extract in parallel and the one
+    that decodes reads their batches. Skipped when all layers of all images would not fit
+    ``--feature-cache-mb`` in the work folder.
+    """
+    index, count = config.shard
+    units = sum(int(np.prod(shape)) for shape in network.unit_shapes().values())
+    size = 4 * units * (len(inputs.train_paths) + len(inputs.test_paths))
+    if size > config.feature_cache_mb * 2**20:
+        LOGGER.info(
+            "Feature extraction is not shared between shards: all layers of all images need "
+            "%.1f GiB in the work folder, --feature-cache-mb is %.0f MB",
+            size / 2**30,
+            config.feature_cache_mb,
+        )
+        return
+    done = 0
+    for paths in (inputs.train_paths, inputs.test_paths):
+        store = _store(config, network, paths)
+        share = range(index - 1, len(store.batches), count)
+        done += fill_store(network, paths, store, device, share, config.nprocs)
+    LOGGER.info("Shard %d/%d: stored %d feature batch(es) for the decoding job", index, count, done)
+
+
 def _training_pass(
     config: Config,
     network: TappedNetwork,
@@ -130,9 +179,7 @@ def _training_pass(
         stats[layer] = LayerStats(shape, np.zeros(units), np.zeros(units), subset=subset)
         if layer in cached and cache.load(layer) is None:
             full[layer] = cache.writer(layer, units)
-    for rows, batch in feature_batches(
-        network, paths, config.batch_size, device, "training features", config.nprocs
-    ):
+    for rows, batch in _stream(config, network, paths, device, "training features"):
         for layer, features in batch.items():
             s = stats[layer]
             s.sd_sum += float(feature_sd(features.reshape(-1, *s.shape)).sum())
@@ -171,9 +218,7 @@ def _test_features(
     """True features of the test images, all layers, cached in the work folder."""
     if paths and any(cache.load(layer) is None for layer in shapes):
         full = {layer: cache.writer(layer, int(np.prod(shape))) for layer, shape in shapes.items()}
-        for rows, batch in feature_batches(
-            network, paths, config.batch_size, device, "test features", config.nprocs
-        ):
+        for rows, batch in _stream(config, network, paths, device, "test features"):
             for layer, features in batch.items():
                 full[layer][rows] = features.cpu().numpy()
         for layer, array in full.items():
@@ -289,9 +334,7 @@ def decode_ridge(
             }
             for layer in streamed
         }
-        for rows_, batch in feature_batches(
-            network, inputs.train_paths, config.batch_size, device, "decoding", config.nprocs
-        ):
+        for rows_, batch in _stream(config, network, inputs.train_paths, device, "decoding"):
             for layer in streamed:
                 for name, w in weights[layer].items():
                     acc[layer][name] += w[:, rows_].float() @ batch[layer]
@@ -407,20 +450,26 @@ def run_decode_stage(
 
     Each ROI is a resumable unit: its decoder JSON, written after its decoded features, is the
     completion marker (with the :func:`decode_fingerprint` and the ROI's evaluation rows), so a
-    re-run skips finished ROIs. Jobs of one participant take turns (:func:`stage_lock`).
+    re-run skips finished ROIs. Jobs of one participant take turns (:func:`stage_lock`); with
+    ``--shard`` they first extract their share of the features (:func:`share_extraction`).
     """
     network = build_network(config.network, config.weights, config.layers, config.preprocessing)
     inputs = decode_inputs(spec, sample_set, stimulus_files)
+    keys = {
+        roi: decode_fingerprint(config, network, sample_set, inputs, roi) for roi in sample_set.rois
+    }
+    markers = {roi: decoder_path(config.output_dir, label, roi, config.decoder) for roi in keys}
+    pending = [roi for roi in keys if marker_fingerprint(markers[roi]) != keys[roi]]
+    if pending and config.shard[1] > 1:
+        share_extraction(config, network, inputs, device)
     rows: list[dict[str, object]] = []
     with stage_lock(config.work_dir, label, "decode"):
-        for roi in sample_set.rois:
-            marker = decoder_path(config.output_dir, label, roi, config.decoder)
-            key = decode_fingerprint(config, network, sample_set, inputs, roi)
-            if marker_fingerprint(marker) == key:
-                LOGGER.info("sub-%s: %s already decoded (%s)", label, roi, marker.name)
+        for roi, key in keys.items():
+            if marker_fingerprint(markers[roi]) == key:
+                LOGGER.info("sub-%s: %s already decoded (%s)", label, roi, markers[roi].name)
             else:
                 _decode_roi(config, spec, label, sample_set, inputs, network, roi, key, device)
-            evaluation = json.loads(marker.read_text(encoding="utf-8"))["Evaluation"]
+            evaluation = json.loads(markers[roi].read_text(encoding="utf-8"))["Evaluation"]
             rows.extend({"roi": roi, **row} for row in evaluation)
         write_table(featdecoding_eval_path(config.output_dir, label), rows, FEATDECODING_COLUMNS)
 
