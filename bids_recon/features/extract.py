@@ -158,6 +158,11 @@ def cached_layers(units: dict[str, int], n_images: int, limit_bytes: int) -> set
     return chosen
 
 
+def images_digest(paths: Sequence[Path]) -> str:
+    """Identity of an ordered image list for cache folder names."""
+    return hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()[:16]
+
+
 class BatchStore:
     """Every layer's features of fixed image batches, one ``.npz`` per batch, in the work folder.
 
@@ -167,19 +172,14 @@ class BatchStore:
 
     Parameters
     ----------
-    root : Path
-        ``WORK/features``.
-    key : str
-        Network identity (:func:`network_key`).
-    paths : sequence of Path
-        The images, in row order.
+    root, key, paths
+        As for :class:`FeatureCache`.
     batch_size : int
-        Images per batch (part of the key: it fixes the batches).
+        Images per batch (part of the folder name: it fixes the batches).
     """
 
     def __init__(self, root: Path, key: str, paths: Sequence[Path], batch_size: int):
-        digest = hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()[:16]
-        self.folder = root / f"{key}-{digest}-batches{batch_size}"
+        self.folder = root / f"{key}-{images_digest(paths)}-batches{batch_size}"
         self.batches = batch_slices(len(paths), batch_size)
 
     def path(self, index: int) -> Path:
@@ -218,8 +218,7 @@ class FeatureCache:
     """
 
     def __init__(self, root: Path, key: str, paths: Sequence[Path], limit_bytes: int):
-        digest = hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()[:16]
-        self.folder = root / f"{key}-{digest}"
+        self.folder = root / f"{key}-{images_digest(paths)}"
         self.n_images = len(paths)
         self.limit_bytes = limit_bytes
 
