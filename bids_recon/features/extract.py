@@ -86,12 +86,13 @@ def feature_batches(
     description: str = "features",
     loaders: int = 1,
     store: BatchStore | None = None,
+    keep: bool = False,
 ) -> Iterator[tuple[slice, dict[str, torch.Tensor]]]:
     """Yield (rows, {layer: features (batch, units) on ``device``}) for consecutive batches.
 
     With ``loaders`` > 1 (``--nprocs``), images are decoded by that many threads and the next
     batch is read while the network computes the current one. Batches found in ``store``
-    (filled by ``--shard`` jobs) are read from it instead of being computed.
+    are read from it instead of being computed; with ``keep``, computed batches are saved to it.
     """
     network.to(device)
     batches = batch_slices(len(paths), batch_size)
@@ -109,7 +110,10 @@ def feature_batches(
                 {layer: torch.as_tensor(v, device=device) for layer, v in store.load(k).items()},
             )
         else:
-            yield rows, _forward(network, next(images), device)
+            features = _forward(network, next(images), device)
+            if keep and store is not None:
+                store.save(k, features)
+            yield rows, features
 
 
 def fill_store(

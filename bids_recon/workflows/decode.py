@@ -118,16 +118,32 @@ def decode_inputs(
 
 
 def _store(config: Config, network: TappedNetwork, paths: list[Path]) -> BatchStore:
-    """Where ``--shard`` jobs leave the features of their share of the batches of ``paths``."""
+    """Where computed feature batches of ``paths`` are kept for reruns and other jobs."""
     key = network_key(network, config.weights)
     return BatchStore(config.work_dir / "features", key, paths, config.batch_size)
 
 
+def _store_fits(config: Config, network: TappedNetwork, n_images: int) -> bool:
+    """Whether all layers of ``n_images`` images fit ``--feature-cache-mb``."""
+    units = sum(int(np.prod(shape)) for shape in network.unit_shapes().values())
+    return 4 * units * n_images <= config.feature_cache_mb * 2**20
+
+
 def _stream(config: Config, network: TappedNetwork, paths: list[Path], device, description: str):
-    """Features of ``paths`` batch by batch: stored batches are read, the others computed."""
-    store = _store(config, network, paths)
+    """Features of ``paths`` batch by batch: stored batches are read, the others computed.
+
+    When all layers of these images fit ``--feature-cache-mb``, computed batches are stored
+    too, so a killed run resumes its feature extraction where it stopped.
+    """
     return feature_batches(
-        network, paths, config.batch_size, device, description, config.nprocs, store
+        network,
+        paths,
+        config.batch_size,
+        device,
+        description,
+        config.nprocs,
+        _store(config, network, paths),
+        keep=_store_fits(config, network, len(paths)),
     )
 
 
@@ -141,13 +157,10 @@ def share_extraction(
     ``--feature-cache-mb`` in the work folder.
     """
     index, count = config.shard
-    units = sum(int(np.prod(shape)) for shape in network.unit_shapes().values())
-    size = 4 * units * (len(inputs.train_paths) + len(inputs.test_paths))
-    if size > config.feature_cache_mb * 2**20:
+    if not _store_fits(config, network, len(inputs.train_paths) + len(inputs.test_paths)):
         LOGGER.info(
-            "Feature extraction is not shared between shards: all layers of all images need "
-            "%.1f GiB in the work folder, --feature-cache-mb is %.0f MB",
-            size / 2**30,
+            "Feature extraction is not shared between shards: all layers of all images do not "
+            "fit --feature-cache-mb (%.0f MB) in the work folder",
             config.feature_cache_mb,
         )
         return
