@@ -131,7 +131,7 @@ def measure_point(dataset: Path, work: Path, device: str, point: dict, repeats: 
                     roi,
                     device,
                 )
-                units = {k: int(np.prod(v)) for k, v in network.unit_shapes().items()}
+                units = network.unit_counts()
                 size = {
                     "training blocks": len(part.train_runs),
                     "voxels": int(part.rois[roi].sum()),

@@ -66,7 +66,7 @@ def main() -> None:
         train = write_images(root / "img", args.train, rng)
         test = write_images(root / "img", args.test, rng)[-args.test :]
         network = build_network("vgg19", weights)
-        units = sum(int(np.prod(s)) for s in network.unit_shapes().values())
+        units = sum(network.unit_counts().values())
         print(
             f"VGG19, {len(network.layers)} layers, {units:,} units; {args.train} training and "
             f"{args.test} test images; {args.voxels} voxels; device {args.device}; "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -116,6 +117,7 @@ class TappedNetwork(nn.Module):
         order = list(modules)
         self.taps = dict(sorted(self.taps.items(), key=lambda item: order.index(item[1])))
         self._outputs: dict[str, torch.Tensor] = {}
+        self._unit_shapes: dict[str, tuple[int, ...]] | None = None
         for layer, path in self.taps.items():
             modules[path].register_forward_hook(self._hook(layer))
         for parameter in self.model.parameters():
@@ -140,12 +142,18 @@ class TappedNetwork(nn.Module):
         return {layer: outputs[layer] for layer in self.taps}
 
     def unit_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Shape of each layer's output for one image."""
-        size = self.preprocessing.size
-        device = next(self.model.parameters()).device
-        with torch.no_grad():
-            out = self(torch.zeros(1, 3, size, size, device=device))
-        return {layer: tuple(t.shape[1:]) for layer, t in out.items()}
+        """Shape of each layer's output for one image (one forward pass, the first time)."""
+        if self._unit_shapes is None:
+            size = self.preprocessing.size
+            device = next(self.model.parameters()).device
+            with torch.no_grad():
+                out = self(torch.zeros(1, 3, size, size, device=device))
+            self._unit_shapes = {layer: tuple(t.shape[1:]) for layer, t in out.items()}
+        return dict(self._unit_shapes)
+
+    def unit_counts(self) -> dict[str, int]:
+        """Number of units of each layer."""
+        return {layer: math.prod(shape) for layer, shape in self.unit_shapes().items()}
 
 
 def _check_hash(path: Path) -> None:

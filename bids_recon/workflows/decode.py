@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,7 +126,7 @@ def _store(config: Config, network: TappedNetwork, paths: list[Path]) -> BatchSt
 
 def _store_fits(config: Config, network: TappedNetwork, n_images: int) -> bool:
     """Whether all layers of ``n_images`` images fit ``--feature-cache-mb``."""
-    units = sum(int(np.prod(shape)) for shape in network.unit_shapes().values())
+    units = sum(network.unit_counts().values())
     return 4 * units * n_images <= config.feature_cache_mb * 2**20
 
 
@@ -288,6 +289,28 @@ def _features(
     return shapes, train_cache, stats, true
 
 
+def _layer_result(
+    layer: str,
+    stats: LayerStats,
+    n_images: int,
+    decoded: dict[str, np.ndarray],
+    true: np.ndarray,
+    inputs: DecodeInputs,
+    alpha: float | None = None,
+    cv_errors: Sequence[float] = (),
+) -> LayerResult:
+    """A decoded layer with its reference SD and its evaluation against the true features."""
+    return LayerResult(
+        layer,
+        stats.shape,
+        alpha,
+        [float(e) for e in cv_errors],
+        stats.sd_sum / n_images,
+        decoded,
+        _evaluate(layer, decoded, true, inputs.test_rows, stats.mean(n_images), stats.sd(n_images)),
+    )
+
+
 def decode_ridge(
     config: Config,
     network: TappedNetwork,
@@ -353,23 +376,10 @@ def decode_ridge(
                     acc[layer][name] += w[:, rows_].float() @ batch[layer]
         for layer in streamed:
             decoded[layer] = {name: a.cpu().numpy() for name, a in acc[layer].items()}
-    out = []
-    for layer, s in stats.items():
-        alpha, errors = results[layer]
-        out.append(
-            LayerResult(
-                layer,
-                s.shape,
-                alpha,
-                [float(e) for e in errors],
-                s.sd_sum / n_img,
-                decoded[layer],
-                _evaluate(
-                    layer, decoded[layer], true[layer], inputs.test_rows, s.mean(n_img), s.sd(n_img)
-                ),
-            )
-        )
-    return out
+    return [
+        _layer_result(layer, s, n_img, decoded[layer], true[layer], inputs, *results[layer])
+        for layer, s in stats.items()
+    ]
 
 
 def decode_voxel_selection(
@@ -407,19 +417,7 @@ def decode_voxel_selection(
             for name, x in tests.items():
                 pred = predict_selected(x, index, coef) * sd + mean
                 decoded[name][:, cols] = pred.cpu().numpy()
-        out.append(
-            LayerResult(
-                layer,
-                s.shape,
-                None,
-                [],
-                s.sd_sum / n_img,
-                decoded,
-                _evaluate(
-                    layer, decoded, true[layer], inputs.test_rows, s.mean(n_img), s.sd(n_img)
-                ),
-            )
-        )
+        out.append(_layer_result(layer, s, n_img, decoded, true[layer], inputs))
         LOGGER.info(
             "%s/%s: voxel-selection decoder (%d voxels, alpha %g)",
             roi,

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-
 from bids_recon.config import Config
 from bids_recon.features.extract import cached_layers
 from bids_recon.features.networks import build_network
@@ -41,7 +39,7 @@ def fit_to_memory(config: Config, spec: DatasetSpec, inputs: list[ParticipantInp
     training = spec.training_set.name
     if "decode" in config.stages:
         network = build_network(config.network, config.weights, config.layers, config.preprocessing)
-        units = {layer: int(np.prod(shape)) for layer, shape in network.unit_shapes().items()}
+        units = network.unit_counts()
         budget = int(config.feature_cache_mb * 2**20)
         batch = config.batch_size
         for item in inputs:
@@ -65,7 +63,7 @@ def fit_to_memory(config: Config, spec: DatasetSpec, inputs: list[ParticipantInp
         config = dataclasses.replace(config, batch_size=batch)
     if "recon" in config.stages:
         network = recon_network(config)
-        units = {layer: int(np.prod(shape)) for layer, shape in network.unit_shapes().items()}
+        units = network.unit_counts()
         batch = fit_batch(
             lambda size: recon_memory(units, network.preprocessing.size, size, config.recon_method),
             config.recon_batch_size,
