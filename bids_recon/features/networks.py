@@ -1,10 +1,18 @@
 """Feature networks with taps on named layers, returning pre-activation (pre-ReLU) outputs.
 
-- ``vgg19``: torchvision's VGG19 definition, taps conv1_1 ... conv5_4, fc6, fc7, fc8 (the
-  paper's 19 layers), Caffe-style preprocessing by default. Weights from ``--weights`` or the
-  torch hub cache (``$TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth``).
+- ``vgg19``: the paper's VGG19 (taps conv1_1 ... conv5_4, fc6, fc7, fc8: the 19 layers). Its
+  weights come from ``--weights`` or the torch hub cache (``vgg19-dcbb9e9d.pth``): either the
+  Kamitani lab's PyTorch conversion of Caffe's ``VGG_ILSVRC_19_layers`` (bdpy's ``VGG19``
+  module, which the paper used) or torchvision's VGG19. Both files have the same state-dict
+  keys, so the keys cannot tell them apart.
 - ``builtin``: a small CNN with deterministic seeded weights, fast on CPU, for demos and tests.
 - any other torchvision model by name, with user-chosen layers (module paths).
+
+The preprocessing follows the weights (:func:`weights_info`): torchvision's published files
+(``<model>-<sha256 prefix>.pth``, hash verified) get torchvision's convention; the lab's
+conversion and VGG19 files of unknown provenance get the paper's Caffe convention. Unless
+``--preprocessing`` states the pairing, :func:`check_pairing` runs the network once on a neutral
+image and stops when the output scale shows the wrong convention.
 
 ReLUs are made non-inplace so that a tap on a convolution or linear module keeps its pre-ReLU
 output. Nothing is downloaded: weights are loaded from local files with ``weights_only=True``.
@@ -18,13 +26,14 @@ import math
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from bids_recon.errors import InputDataError, MissingInputError, UsageError
-from bids_recon.features.preprocess import Preprocessing
+from bids_recon.features.preprocess import PREPROCESSINGS, Preprocessing, neutral_image
 
 LOGGER = logging.getLogger(__name__)
 
@@ -40,6 +49,20 @@ VGG19_LAYERS = {
     "fc6": "classifier.0", "fc7": "classifier.3", "fc8": "classifier.6",
 }  # fmt: skip
 VGG19_CACHE_NAME = "vgg19-dcbb9e9d.pth"
+# File names of the lab's PyTorch conversion of the Caffe VGG19 (brain-decoding-cookbook layout).
+LAB_VGG19_NAMES = ("VGG_ILSVRC_19_layers.pt", "VGG_ILSVRC_19_layers.pth")
+# An ImageNet classifier used with the convention it was trained on gives outputs (logits) whose
+# SD over classes on a neutral image is a few units. Caffe inputs are about 58 times larger than
+# torchvision inputs (pixel 0-255 vs. (pixel/255 - mean)/0.226), so a wrong pairing moves that SD
+# by about that factor (up, or down towards the bias-only output); the limits sit near the
+# geometric midpoints.
+PAIRING_OUTPUT_SD = (0.4, 25.0)
+WEIGHTS_SOURCES = {
+    "builtin": "built-in network, seeded weights",
+    "torchvision": "torchvision's published weights (file name and sha256 verified)",
+    "kamitani-lab": "the Kamitani lab's PyTorch conversion of Caffe VGG_ILSVRC_19_layers",
+    "unknown": "unknown provenance",
+}
 BUILTIN_LAYERS = {"conv1": "conv1", "conv2": "conv2", "conv3": "conv3", "fc1": "fc1", "fc2": "fc2"}
 
 
@@ -81,6 +104,40 @@ class BuiltinNet(nn.Module):
         return self.fc2(x)
 
 
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where a network's weights come from and why it uses its preprocessing.
+
+    Attributes
+    ----------
+    file : str or None
+        Weights file name (no folders), None for the built-in seeded weights.
+    source : str
+        A key of ``WEIGHTS_SOURCES``.
+    preprocessing : {"caffe", "torchvision"}
+    reason : str
+        Why that preprocessing (the option, or what the weights are taken to be).
+    check : str
+        Outcome of :func:`check_pairing`, or why it was skipped.
+    """
+
+    file: str | None
+    source: str
+    preprocessing: str
+    reason: str
+    check: str
+
+    def as_dict(self) -> dict[str, str | None]:
+        """The sidecar form (BIDS-style keys)."""
+        return {
+            "File": self.file,
+            "Source": WEIGHTS_SOURCES[self.source],
+            "Preprocessing": self.preprocessing,
+            "PreprocessingReason": self.reason,
+            "PairingCheck": self.check,
+        }
+
+
 class TappedNetwork(nn.Module):
     """A network whose forward pass returns the outputs of chosen modules.
 
@@ -94,16 +151,26 @@ class TappedNetwork(nn.Module):
         The input convention.
     name : str
         Network name, recorded in output sidecars.
+    weights_info : WeightsInfo, optional
+        Provenance of the weights and of the preprocessing, recorded in sidecars and reports.
     """
 
     def __init__(
-        self, model: nn.Module, taps: dict[str, str], preprocessing: Preprocessing, name: str
+        self,
+        model: nn.Module,
+        taps: dict[str, str],
+        preprocessing: Preprocessing,
+        name: str,
+        weights_info: WeightsInfo | None = None,
     ):
         super().__init__()
         self.model = model.eval()
         self.taps = dict(taps)
         self.preprocessing = preprocessing
         self.name = name
+        self.weights_info = weights_info or WeightsInfo(
+            None, "builtin", preprocessing.kind, "given", "not run"
+        )
         modules = dict(model.named_modules())
         missing = [path for path in self.taps.values() if path not in modules]
         if missing:
@@ -156,19 +223,25 @@ class TappedNetwork(nn.Module):
         return {layer: math.prod(shape) for layer, shape in self.unit_shapes().items()}
 
 
-def _check_hash(path: Path) -> None:
-    """Verify the sha256 prefix that torchvision-style file names carry (``name-<hex>.pth``)."""
+def _hash_in_name(path: Path) -> str | None:
+    """The sha256 prefix that torchvision-style file names carry (``name-<hex>.pth``), if any."""
     match = re.search(r"-([0-9a-f]{8,64})\.(pth|pt)$", path.name)
-    if not match:
+    return match.group(1) if match else None
+
+
+def _check_hash(path: Path) -> None:
+    """Verify the sha256 prefix in a torchvision-style file name."""
+    prefix = _hash_in_name(path)
+    if prefix is None:
         return
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
-    if not digest.hexdigest().startswith(match.group(1)):
+    if not digest.hexdigest().startswith(prefix):
         raise InputDataError(
             f"Weights file {path}: sha256 {digest.hexdigest()[:16]}... does not match the "
-            f"{match.group(1)} in its name (corrupt or incomplete download)."
+            f"{prefix} in its name (corrupt or incomplete download)."
         )
 
 
@@ -237,6 +310,101 @@ def resolve_weights(name: str, weights: Path | None) -> Path | None:
     return weights
 
 
+def weights_source(name: str, weights: Path | None) -> str:
+    """Which family a weights file belongs to (a key of ``WEIGHTS_SOURCES``), from its name.
+
+    Torchvision publishes its files as ``<model>-<sha256 prefix>.pth`` (the prefix is verified
+    when the file is loaded); the lab names its VGG19 conversion ``VGG_ILSVRC_19_layers.pt``.
+    """
+    if weights is None:
+        return "builtin"
+    if name != "builtin" and _hash_in_name(weights) is not None:
+        return "torchvision"
+    if name == "vgg19" and weights.name in LAB_VGG19_NAMES:
+        return "kamitani-lab"
+    return "unknown"
+
+
+def default_preprocessing(name: str, source: str) -> tuple[str, str]:
+    """The preprocessing that goes with a network and weights family, and why."""
+    if name == "builtin":
+        return "caffe", "the built-in network is defined on Caffe-style inputs"
+    if source == "torchvision":
+        return "torchvision", (
+            "torchvision's published weights were trained on RGB/255 inputs normalized by the "
+            "ImageNet mean and SD"
+        )
+    if name == "vgg19":
+        taken = "the lab's conversion" if source == "kamitani-lab" else "unknown provenance"
+        return "caffe", f"{taken}: taken to be the paper's Caffe VGG19 (BGR, 0-255 minus mean)"
+    return "torchvision", "a torchvision model: torchvision's input convention"
+
+
+def check_pairing(model: nn.Module, preprocessing: Preprocessing, weights: Path) -> str:
+    """Check that ``weights`` were trained with ``preprocessing``: one pass on a neutral image.
+
+    Returns
+    -------
+    str
+        What was measured (for the log and the sidecars).
+
+    Raises
+    ------
+    UsageError
+        The output SD over classes lies outside ``PAIRING_OUTPUT_SD`` (exit 64); the message
+        explains both conventions and how to choose one.
+    """
+    image = preprocessing.array_to_tensor(neutral_image(preprocessing.size))[None]
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        output = model(image.to(device))
+    sd = float(output.double().std())
+    low, high = PAIRING_OUTPUT_SD
+    if low <= sd <= high:
+        return f"passed: output SD {sd:.3g} on a neutral image (expected {low}-{high})"
+    direction = "far above" if sd > high else "far below"
+    raise UsageError(
+        f"Weights file {weights}: with {preprocessing.kind} preprocessing the network's output "
+        f"on a neutral image has SD {sd:.3g}, {direction} the {low}-{high} of a network used "
+        "with the preprocessing it was trained on: the weights and the preprocessing do not "
+        "match. torchvision's VGG19 (vgg19-dcbb9e9d.pth) needs --preprocessing torchvision "
+        "(RGB/255 normalized by the ImageNet mean and SD); the paper's Caffe VGG19 (the "
+        "Kamitani lab's VGG_ILSVRC_19_layers.pt) needs --preprocessing caffe (BGR, 0-255 minus "
+        "the mean pixel). Passing --preprocessing states the pairing and skips this check."
+    )
+
+
+def weights_info(
+    name: str,
+    weights: Path | None,
+    model: nn.Module,
+    size: int,
+    preprocessing: str | None,
+) -> WeightsInfo:
+    """Provenance of ``weights`` and the preprocessing to use with them (checked when implied).
+
+    Raises
+    ------
+    UsageError
+        ``preprocessing`` is not a known convention, or the implied pairing fails
+        :func:`check_pairing`.
+    """
+    source = weights_source(name, weights)
+    file = weights.name if weights is not None else None
+    if preprocessing is not None:
+        if preprocessing not in PREPROCESSINGS:
+            raise UsageError(
+                f"--preprocessing {preprocessing!r}: choose {' or '.join(PREPROCESSINGS)}"
+            )
+        given = "given by --preprocessing"
+        return WeightsInfo(file, source, preprocessing, given, "skipped: --preprocessing given")
+    kind, reason = default_preprocessing(name, source)
+    if weights is None or name == "builtin":
+        return WeightsInfo(file, source, kind, reason, "not needed: built-in network")
+    check = check_pairing(model, Preprocessing(kind, size), weights)
+    return WeightsInfo(file, source, kind, reason, check)
+
+
 def build_network(
     name: str,
     weights: Path | None = None,
@@ -254,12 +422,13 @@ def build_network(
     layers : sequence of str
         Layers to tap (default: all of the network's standard layers).
     preprocessing : {"caffe", "torchvision"}, optional
-        Input convention (default: caffe for vgg19 and builtin, torchvision otherwise).
+        Input convention. Default: the one the weights imply (:func:`default_preprocessing`),
+        checked by :func:`check_pairing`; given, it is used as is.
 
     Raises
     ------
     UsageError
-        Unknown network or layer names.
+        Unknown network, layer or preprocessing names; a failed pairing check.
     MissingInputError, InputDataError
         Weights missing or unusable.
     """
@@ -267,12 +436,11 @@ def build_network(
 
     weights = resolve_weights(name, weights)
     if name == "builtin":
-        model, taps = BuiltinNet(), BUILTIN_LAYERS
-        size, default_kind = BuiltinNet.input_size, "caffe"
+        model, taps, size = BuiltinNet(), BUILTIN_LAYERS, BuiltinNet.input_size
         if weights is not None:
             model.load_state_dict(load_state_dict(weights))
     else:
-        taps, default_kind = (VGG19_LAYERS, "caffe") if name == "vgg19" else ({}, "torchvision")
+        taps, size = (VGG19_LAYERS if name == "vgg19" else {}), 224
         model = torchvision.models.get_model(name, weights=None)
         try:
             model.load_state_dict(load_state_dict(weights))
@@ -284,14 +452,20 @@ def build_network(
                 for path, m in model.named_modules()
                 if isinstance(m, (nn.Conv2d, nn.Linear))
             }
-        size = 224
-        LOGGER.info("Loaded %s weights from %s", name, weights)
     if layers:
         unknown = [layer for layer in layers if layer not in taps and name in ("vgg19", "builtin")]
         if unknown:
             raise UsageError(f"--layers {unknown}: {name} has {', '.join(taps)}")
         taps = {layer: taps.get(layer, layer) for layer in layers}
-    kind = preprocessing or default_kind
-    if kind not in ("caffe", "torchvision"):
-        raise UsageError(f"--preprocessing {kind!r}: choose caffe or torchvision")
-    return TappedNetwork(model, taps, Preprocessing(kind, size), name)
+    info = weights_info(name, weights, model.eval(), size, preprocessing)
+    if weights is not None:
+        LOGGER.info(
+            "Loaded %s weights from %s (%s); %s preprocessing: %s; pairing check %s",
+            name,
+            weights,
+            WEIGHTS_SOURCES[info.source],
+            info.preprocessing,
+            info.reason,
+            info.check,
+        )
+    return TappedNetwork(model, taps, Preprocessing(info.preprocessing, size), name, info)

@@ -3,7 +3,8 @@
 ``caffe`` is the paper's convention (METHOD.md section 2.2): resize to the input size with
 bicubic interpolation (aspect ratio not kept, no crop), RGB 0-255 → BGR, minus the ImageNet mean
 pixel. ``torchvision`` is torchvision's ImageNet convention (RGB/255, mean/std normalized). Both
-map back to RGB images for reconstruction.
+map back to RGB images for reconstruction. Weights must be used with the convention they were
+trained on; :func:`neutral_image` feeds the check of that pairing (``features/networks.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from PIL import Image
 CAFFE_MEAN_BGR = (104.007, 116.669, 122.679)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+PREPROCESSINGS = ("caffe", "torchvision")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class Preprocessing:
         """RGB arrays (..., H, W, 3) in 0-255 → network inputs (..., 3, H, W)."""
         mean, scale, bgr = self._constants()
         x = torch.as_tensor(rgb, dtype=torch.float32)
+        mean, scale = mean.to(x.device), scale.to(x.device)
         if bgr:
             x = x.flip(-1)
         x = (x - mean) / scale
@@ -64,3 +67,25 @@ class Preprocessing:
         low = self.array_to_tensor(np.zeros((1, 1, 3), dtype=np.float32))
         high = self.array_to_tensor(np.full((1, 1, 3), 255.0, dtype=np.float32))
         return low, high
+
+
+def neutral_image(size: int, seed: int = 0) -> np.ndarray:
+    """A (size, size, 3) RGB test image in 0-255 with the statistics of natural photographs.
+
+    A luminance field with a 1/f amplitude spectrum (plus weaker colour fields of the same
+    spectrum) around the ImageNet mean colour, pixel SD about 55: what a network trained on
+    ImageNet sees typically, without being any particular object. The same seed gives the
+    same image everywhere.
+    """
+    rng = np.random.default_rng(seed)
+    freq = np.fft.fftfreq(size)
+    radius = np.hypot(*np.meshgrid(freq, freq, indexing="ij"))
+    radius[0, 0] = 1.0
+    noise = rng.standard_normal((4, size, size))
+    fields = np.real(np.fft.ifft2(np.fft.fft2(noise) / radius))
+    fields -= fields.mean(axis=(1, 2), keepdims=True)
+    fields /= fields.std(axis=(1, 2), keepdims=True)
+    luminance, colour = fields[0], fields[1:]
+    mean = np.asarray(IMAGENET_MEAN)[:, None, None] * 255
+    rgb = mean + 50.0 * luminance + 20.0 * colour
+    return np.clip(rgb, 0, 255).transpose(1, 2, 0).astype(np.float32)
