@@ -82,6 +82,7 @@ class Config:
     recon_batch_size: int = 8
     recon_layers: tuple[str, ...] = ()
     generator_weights: Path | None = None
+    generator_act_range: Path | None = None
     recon_tv: float = 0.0
     recon_l2: float = 0.0
     recon_jitter: int = 0
@@ -160,6 +161,7 @@ FILE_OPTION_KINDS: dict[str, str] = {
     "recon_batch_size": "int",
     "recon_layers": "labels",
     "generator_weights": "path",
+    "generator_act_range": "path",
     "recon_tv": "float",
     "recon_l2": "float",
     "recon_jitter": "int",

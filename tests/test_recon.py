@@ -10,7 +10,7 @@ from PIL import Image
 
 from bids_recon.evaluation.metrics import pairwise_identification
 from bids_recon.features.networks import build_network
-from bids_recon.recon.generator import FC7Generator, crop
+from bids_recon.recon.generator import FC7Generator, GeneratorPrior, crop
 from bids_recon.recon.loss import feature_loss, layer_weights
 from bids_recon.recon.reconstruct import ReconSettings, display_image, reconstruct
 
@@ -124,9 +124,8 @@ def test_generator_reconstruction_runs_with_random_weights(photos):
     torch.manual_seed(0)
     generator = FC7Generator().eval()
     few = {k: v[:2] for k, v in targets.items()}
-    result = reconstruct(
-        network, few, ReconSettings("generator", 3, batch_size=2), "cpu", generator=generator
-    )
+    prior = GeneratorPrior(generator, None, "0 <= latent")
+    result = reconstruct(network, few, ReconSettings("generator", 3, batch_size=2), "cpu", prior)
     assert result.images.shape == (2, 64, 64, 3) and len(result.curves[0]) == 3
 
 

@@ -116,6 +116,26 @@ def feature_batches(
             yield rows, features
 
 
+def extract_features(
+    network: TappedNetwork,
+    paths: Sequence[Path],
+    batch_size: int,
+    device: torch.device | str,
+    loaders: int = 1,
+) -> dict[str, np.ndarray]:
+    """All tapped layers of ``paths`` in memory: layer → (images, units) float32, pre-ReLU.
+
+    The same path as the decode stage's feature extraction (:func:`feature_batches`), for the
+    reconstruction stage's true features and for ``bids_recon-features``.
+    """
+    units = network.unit_counts()
+    out = {layer: np.empty((len(paths), count), dtype=np.float32) for layer, count in units.items()}
+    for rows, batch in feature_batches(network, paths, batch_size, device, loaders=loaders):
+        for layer, values in batch.items():
+            out[layer][rows] = values.cpu().numpy()
+    return out
+
+
 def fill_store(
     network: TappedNetwork,
     paths: Sequence[Path],

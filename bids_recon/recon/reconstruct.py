@@ -11,7 +11,7 @@ import torch
 
 from bids_recon.features.networks import TappedNetwork
 from bids_recon.log import progress
-from bids_recon.recon.generator import LATENT_SIZE, FC7Generator, crop
+from bids_recon.recon.generator import LATENT_SIZE, GeneratorPrior, to_network_input
 from bids_recon.recon.loss import feature_loss, layer_weights
 from bids_recon.recon.optimize import GDSchedule, gradient_descent, lbfgs
 
@@ -65,13 +65,15 @@ def _objective(
     network: TappedNetwork,
     targets: Mapping[str, torch.Tensor],
     weights: Mapping[str, torch.Tensor],
-    generator: FC7Generator | None,
+    prior: GeneratorPrior | None,
     settings: ReconSettings,
 ):
-    size = network.preprocessing.size
-
     def loss(values: torch.Tensor) -> torch.Tensor:
-        images = crop(generator(values), size) if generator is not None else values
+        images = (
+            to_network_input(prior.generator(values), network.preprocessing)
+            if prior is not None
+            else values
+        )
         total = feature_loss(network(images), targets, weights)
         if settings.tv_weight:
             total = total + settings.tv_weight * total_variation(images)
@@ -87,18 +89,19 @@ def reconstruct(
     targets: Mapping[str, np.ndarray],
     settings: ReconSettings,
     device: torch.device | str,
-    generator: FC7Generator | None = None,
+    prior: GeneratorPrior | None = None,
     indices: Sequence[int] | None = None,
 ) -> ReconResult:
     """Reconstruct images whose features match ``targets`` (layer → (n, units)), in batches.
 
     Pixel methods start from the mean colour and keep pixels within 0-255; the generator method
-    starts from a zero latent kept non-negative. ``indices`` number the images (default 0..n-1)
-    for their random seeds, so results do not depend on the batch an image falls in.
+    (``prior``) starts from a zero latent kept within the prior's bounds (0 and, with an
+    act_range, the per-unit upper limits). ``indices`` number the images (default 0..n-1) for
+    their random seeds, so results do not depend on the batch an image falls in.
     """
     network.to(device)
-    if generator is not None:
-        generator.to(device)
+    if prior is not None:
+        prior.generator.to(device)
     shapes = network.unit_shapes()
     n = len(next(iter(targets.values())))
     indices = list(range(n)) if indices is None else list(indices)
@@ -114,20 +117,26 @@ def reconstruct(
             ).reshape(-1, *shapes[layer])
             for layer, values in targets.items()
         }
-        objective = _objective(network, batch, layer_weights(batch), generator, settings)
+        objective = _objective(network, batch, layer_weights(batch), prior, settings)
         count = rows.stop - rows.start
         seeds = [settings.seed + k for k in indices[rows]]
         if settings.method == "generator":
             latent = torch.zeros(count, LATENT_SIZE, device=device)
+            upper = (
+                None
+                if prior.upper is None
+                else torch.as_tensor(prior.upper, dtype=torch.float32, device=device)
+            )
             latent, batch_curves = gradient_descent(
                 objective,
                 latent,
                 GDSchedule(settings.iterations),
                 lower=torch.zeros((), device=device),
+                upper=upper,
                 jitter_seeds=seeds,
             )
             with torch.no_grad():
-                x = crop(generator(latent), size)
+                x = to_network_input(prior.generator(latent), network.preprocessing)
         else:
             x0 = torch.zeros(count, 3, size, size, device=device)  # the mean colour
             if settings.method == "lbfgs":

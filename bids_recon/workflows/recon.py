@@ -25,7 +25,7 @@ from bids_recon import __version__
 from bids_recon.config import Config
 from bids_recon.decoding.correction import correct_sd
 from bids_recon.errors import MissingInputError
-from bids_recon.features.extract import feature_batches, network_key
+from bids_recon.features.extract import extract_features, network_key
 from bids_recon.features.networks import TappedNetwork, build_network
 from bids_recon.io.outputs import (
     decoded_features_path,
@@ -36,7 +36,7 @@ from bids_recon.io.outputs import (
 )
 from bids_recon.io.resume import file_identity, fingerprint, marker_fingerprint
 from bids_recon.log import progress
-from bids_recon.recon.generator import load_generator
+from bids_recon.recon.generator import load_prior
 from bids_recon.recon.reconstruct import ReconSettings, reconstruct
 from bids_recon.specs import DatasetSpec
 from bids_recon.workflows.samples import SampleSet
@@ -156,8 +156,7 @@ def _true_targets(
     network: TappedNetwork, paths: list[Path], device: torch.device
 ) -> dict[str, np.ndarray]:
     """True features of one batch's stimulus images (one forward pass)."""
-    _, batch = next(feature_batches(network, paths, len(paths), device, "true features"))
-    return {layer: values.cpu().numpy() for layer, values in batch.items()}
+    return extract_features(network, paths, len(paths), device)
 
 
 class ReconPlan:
@@ -173,13 +172,17 @@ class ReconPlan:
     ):
         self.batches = batches
         settings = recon_settings(config)
-        generator = config.generator_weights if settings.method == "generator" else None
+        prior_files = (
+            [config.generator_weights, config.generator_act_range]
+            if settings.method == "generator"
+            else []
+        )
         self._stage = fingerprint(
             __version__,
             network_key(network, config.weights),
             network.layers,
             dataclasses.asdict(settings),
-            file_identity(generator) if generator else None,
+            [file_identity(path) if path else None for path in prior_files],
         )
         self._config, self._label, self._files = config, label, stimulus_files
 
@@ -235,7 +238,11 @@ def run_recon_stage(
         reconstruction is complete and the outputs can be evaluated.
     """
     settings = recon_settings(config)
-    generator = load_generator(config.generator_weights) if settings.method == "generator" else None
+    prior = (
+        load_prior(config.generator_weights, config.generator_act_range)
+        if settings.method == "generator"
+        else None
+    )
     plan = ReconPlan(
         config,
         label,
@@ -266,7 +273,7 @@ def run_recon_stage(
                     config, label, batch.roi, batch.set_name, network
                 )
             targets = {k: v[rows] for k, v in decoded[batch.roi, batch.set_name].items()}
-        result = reconstruct(network, targets, settings, device, generator, indices=rows)
+        result = reconstruct(network, targets, settings, device, prior, indices=rows)
         per_image = result.seconds / len(rows)
         keys = plan.keys(batch)
         for item, image, curve, key in zip(
@@ -282,6 +289,15 @@ def run_recon_stage(
                     "Network": network.name,
                     "Layers": network.layers,
                     "Method": settings.method,
+                    "Weights": network.weights_info.as_dict(),
+                    **(
+                        {
+                            "Generator": config.generator_weights.name,
+                            "LatentBounds": prior.bounds,
+                        }
+                        if prior is not None
+                        else {}
+                    ),
                     "Iterations": len(curve) - (settings.method == "lbfgs"),
                     "Seed": settings.seed,
                     "LossCurve": curve,
