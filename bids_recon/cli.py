@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,8 @@ def _path(value: str) -> Path:
     return Path(value).expanduser().absolute()
 
 
-def _positive_int(value: str) -> int:
+def positive_int(value: str) -> int:
+    """An argparse type: an integer of at least 1."""
     number = int(value)
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
@@ -222,7 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--preprocessing",
         choices=("caffe", "torchvision"),
-        help="image preprocessing (default: caffe for vgg19 and builtin, as the paper)",
+        help="image preprocessing; states the pairing with --weights and skips the pairing "
+        "check (default: what the weights imply: torchvision for torchvision's published "
+        "files, caffe for the lab's VGG19 conversion, unknown VGG19 files and builtin)",
     )
     model.add_argument(
         "--decoder",
@@ -240,14 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--cv-folds",
         dest="cv_folds",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="cross-validation folds of whole runs for ridge alpha (default: 5)",
     )
     model.add_argument(
         "--cv-units",
         dest="cv_units",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="units per layer (random subset) whose Gram matrix estimates the CV "
         "error of large layers (default: 10000; smaller layers use all)",
@@ -255,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--selection-voxels",
         dest="selection_voxels",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="voxel-selection decoder: voxels per unit (default: 500)",
     )
@@ -285,14 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--recon-iterations",
         dest="recon_iterations",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="optimizer iterations (default: 200, the paper's, for vgg19; 50 for builtin)",
     )
     model.add_argument(
         "--recon-batch-size",
         dest="recon_batch_size",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="images optimized together; bounds GPU/CPU memory (default: 8)",
     )
@@ -329,7 +332,16 @@ def build_parser() -> argparse.ArgumentParser:
         dest="generator_weights",
         type=_path,
         metavar="PATH",
-        help="weights of the fc7 generator (Dosovitskiy & Brox 2016) for --recon-method generator",
+        help="weights of the fc7 generator (Dosovitskiy & Brox 2016) for --recon-method "
+        "generator: the Kamitani lab's bdpy AlexNetGenerator state dict",
+    )
+    model.add_argument(
+        "--generator-act-range",
+        dest="generator_act_range",
+        type=_path,
+        metavar="PATH",
+        help="per-unit upper bounds of the generator's fc7 latent (the published "
+        "act_range/3x/fc7.txt, or .npy); without it the latent is bounded below by 0 only",
     )
     model.add_argument(
         "--stages",
@@ -360,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--n_cpus",
         "--n-cpus",
         dest="nprocs",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="CPUs this job may use: image-loading threads, and the ceiling for "
         "--omp-nthreads (default: the CPUs the job is allowed to run on)",
@@ -368,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument(
         "--omp-nthreads",
         dest="omp_nthreads",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="threads for torch and BLAS (default: --nprocs)",
     )
@@ -393,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument(
         "--batch-size",
         dest="batch_size",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="images per batch through the network (default: 16)",
     )
@@ -464,7 +476,7 @@ def _check_inputs(values: dict[str, Any]) -> None:
         raise UsageError(f"The work folder {work_dir} must not be inside BIDS_DIR {bids_dir}.")
     if values.get("feature_sd") is not None:
         read_reference_sd(values["feature_sd"])
-    for key in ("weights", "stimuli_dir", "generator_weights"):
+    for key in ("weights", "stimuli_dir", "generator_weights", "generator_act_range"):
         path = values.get(key)
         if path is not None and not path.exists():
             raise MissingInputError(f"--{key.replace('_', '-')}: path not found: {path}")
@@ -516,20 +528,14 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
     return build_config(values)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``bids_recon`` console script; returns the exit code."""
-    setup_logging(0)
+def run_guarded(body: Callable[[], None]) -> int:
+    """Run a command's body; map failures to exit codes (README's table) without tracebacks.
+
+    A :class:`BidsReconError` prints its message (its traceback only with ``-v``), an
+    interruption exits 130 and anything unexpected exits 1 with the traceback.
+    """
     try:
-        config = parse_config(argv)
-        setup_logging(config.verbose)
-        if config.analysis_level == "participant":
-            from bids_recon.workflows.participant import run_participant_level
-
-            run_participant_level(config)
-        else:
-            from bids_recon.workflows.group import run_group_level
-
-            run_group_level(config)
+        body()
     except BidsReconError as err:
         LOGGER.error("%s", err)
         LOGGER.debug("Traceback:", exc_info=True)
@@ -541,6 +547,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         LOGGER.exception("bids_recon failed with an unexpected error")
         return 1
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bids_recon`` console script; returns the exit code."""
+    setup_logging(0)
+
+    def body() -> None:
+        config = parse_config(argv)
+        setup_logging(config.verbose)
+        if config.analysis_level == "participant":
+            from bids_recon.workflows.participant import run_participant_level
+
+            run_participant_level(config)
+        else:
+            from bids_recon.workflows.group import run_group_level
+
+            run_group_level(config)
+
+    return run_guarded(body)
 
 
 if __name__ == "__main__":  # pragma: no cover
