@@ -128,7 +128,7 @@ def measure_point(dataset: Path, work: Path, device: str, point: dict, repeats: 
                     spec,
                     part,
                     decode_inputs(spec, part, inputs.stimulus_files),
-                    roi,
+                    [roi],
                     device,
                 )
                 units = network.unit_counts()

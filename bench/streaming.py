@@ -101,7 +101,7 @@ def main() -> None:
             batch_size=args.batch_size,
         )
         start = time.perf_counter()
-        results = decode_ridge(config, network, spec, sample_set, inputs, "VC", args.device)
+        results = decode_ridge(config, network, spec, sample_set, inputs, ["VC"], args.device)["VC"]
         total = time.perf_counter() - start
         decoded = sum(r.decoded["natural"].size for r in results)
         print(

@@ -45,7 +45,7 @@ class DecodeSizes:
 
     n_samples: int  # training blocks
     n_images: int  # unique training images
-    n_test: int  # rows of all test sets together
+    n_test: int  # rows of all test sets together, times the ROIs decoded together
     n_voxels: int
     units: Mapping[str, int]  # per layer
 

@@ -92,7 +92,8 @@ def test_streamed_decoding_equals_in_memory_ridge(prepared, cache_mb, tmp_path):
     config, sample_set, inputs, network = prepared
     config = dataclasses.replace(config, feature_cache_mb=cache_mb, work_dir=tmp_path)
     results = {
-        r.layer: r for r in decode_ridge(config, network, SPEC, sample_set, inputs, "VC", "cpu")
+        r.layer: r
+        for r in decode_ridge(config, network, SPEC, sample_set, inputs, ["VC"], "cpu")["VC"]
     }
     features = true_training_features(network, inputs)
     x_train = sample_set.samples["training"]
@@ -110,7 +111,7 @@ def test_streamed_decoding_equals_in_memory_ridge(prepared, cache_mb, tmp_path):
 def test_reference_sd_is_the_training_mean_of_the_papers_statistic(prepared, tmp_path):
     config, sample_set, inputs, network = prepared
     config = dataclasses.replace(config, work_dir=tmp_path)
-    result = decode_ridge(config, network, SPEC, sample_set, inputs, "VC", "cpu")[0]
+    result = decode_ridge(config, network, SPEC, sample_set, inputs, ["VC"], "cpu")["VC"][0]
     features = true_training_features(network, inputs)["conv3"].reshape(-1, 64, 16 * 16)
     expected = features.std(axis=2).mean(axis=1).mean()
     assert np.isclose(result.reference_sd, expected, rtol=1e-5)
@@ -121,7 +122,7 @@ def test_voxel_selection_stage_equals_estimator(prepared, tmp_path):
     config = dataclasses.replace(
         config, work_dir=tmp_path, selection_voxels=50, selection_chunk=1000
     )
-    results = decode_voxel_selection(config, network, SPEC, sample_set, inputs, "VC", "cpu")
+    results = decode_voxel_selection(config, network, SPEC, sample_set, inputs, ["VC"], "cpu")["VC"]
     fc2 = next(r for r in results if r.layer == "fc2")
     y = true_training_features(network, inputs)["fc2"][inputs.train_rows]
     mean, sd = y.mean(0), y.std(0, ddof=1)
@@ -168,3 +169,25 @@ def test_missing_vgg19_weights_fail_before_any_output(
     assert code == 66
     assert "--weights" in caplog.text
     assert not (tmp_path / "out").exists()
+
+
+def test_several_rois_share_one_feature_extraction(simulated_dataset, tmp_path, monkeypatch):
+    """--roi VC LVC HVC runs the network as often as one ROI does, with the same results."""
+    calls = []
+    forward = extract._forward
+    monkeypatch.setattr(extract, "_forward", lambda *a: calls.append(1) or forward(*a))
+    args = ["--network", "builtin", "--layers", "conv3", "fc2", "--stages", "samples", "decode"]
+    args += ["--feature-cache-mb", "0"]  # nothing kept: every pass runs the network
+    outputs = {}
+    for rois in (["VC"], ["VC", "LVC", "HVC"]):
+        calls.clear()
+        root = tmp_path / "-".join(rois)
+        assert main(participant_args(simulated_dataset, root, *args, "--roi", *rois)) == 0
+        outputs[len(rois)] = len(calls), root / "out" / "sub-01" / "func"
+    (one, single), (three, several) = outputs[1], outputs[3]
+    assert one == three > 0
+    name = "sub-01_roi-{}_set-natural_feat-fc2_desc-decoded_features.npy"
+    assert np.allclose(np.load(single / name.format("VC")), np.load(several / name.format("VC")))
+    lvc = json.loads((several / name.format("LVC")).with_suffix(".json").read_text())
+    hvc = json.loads((several / name.format("HVC")).with_suffix(".json").read_text())
+    assert 0 < lvc["NVoxels"] and 0 < hvc["NVoxels"] and lvc["NVoxels"] != hvc["NVoxels"]

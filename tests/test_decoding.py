@@ -148,3 +148,40 @@ def test_bootstrap_ci_and_chance_test():
     assert low < values.mean() < high and high - low < 0.1
     assert above_chance_p(values) < 1e-6
     assert above_chance_p(np.full(10, 0.5) + np.linspace(-0.1, 0.1, 10)) > 0.3
+
+
+def test_cv_folds_never_put_one_image_in_fitting_and_validation():
+    runs = np.repeat(np.arange(10), 6)  # 10 runs of 6 blocks; 20 images shown 3 times each,
+    labels = np.empty(60, dtype=object)  # each time in another run
+    for presentation in range(3):
+        for image in range(20):
+            run = (image + 3 * presentation) % 10
+            slot = np.flatnonzero((runs == run) & (labels == None))[0]  # noqa: E711
+            labels[slot] = f"img{image}"
+    labels = labels.astype(str)
+    assert all(len(set(runs[labels == f"img{k}"])) == 3 for k in range(20))
+    plain = cv_folds(60, 5, runs)
+    assert any(set(labels[t]) & set(labels[v]) for t, v in plain)  # run folds alone leak
+    exclusive = cv_folds(60, 5, runs, labels)
+    assert len(exclusive) == len(plain)
+    for (train, valid), (plain_train, plain_valid) in zip(exclusive, plain, strict=True):
+        assert np.array_equal(valid, plain_valid)  # the runs still make the folds
+        assert not set(labels[train]) & set(labels[valid])
+        assert not set(runs[train]) & set(runs[valid])
+        kept = plain_train[~np.isin(labels[plain_train], labels[valid])]
+        assert np.array_equal(train, kept)  # only the shared images are dropped
+
+
+def test_ridge_decoder_cv_with_labels_equals_brute_force_on_exclusive_folds():
+    rng = np.random.default_rng(1)
+    runs = np.repeat(np.arange(4), 12)
+    labels = np.array([f"img{k % 16}" for k in rng.permutation(48)])
+    X, Y = rng.normal(size=(48, 30)), rng.normal(size=(48, 7))
+    alphas = [0.1, 10.0, 1000.0]
+    model = RidgeDecoder(alphas, cv=4).fit(X, Y, groups=runs, labels=labels)
+    expected = np.zeros(len(alphas))
+    for train, valid in cv_folds(48, 4, runs, labels):
+        for k, alpha in enumerate(alphas):
+            fitted = Ridge(alpha=alpha).fit(X[train], Y[train])
+            expected[k] += ((fitted.predict(X[valid]) - Y[valid]) ** 2).sum()
+    np.testing.assert_allclose(model.cv_errors_, expected, rtol=1e-6)

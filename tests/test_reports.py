@@ -31,6 +31,7 @@ def test_participant_report_escapes_stimulus_names():
         spec_name=EVIL,
         spec_source=EVIL,
         network="builtin",
+        provenance={},
         device="cpu",
         seed=0,
         run_uuid="x",

@@ -38,17 +38,31 @@ def as_tensor(
 
 
 def cv_folds(
-    n_samples: int, cv: int, groups: Sequence[int] | np.ndarray | None
+    n_samples: int,
+    cv: int,
+    groups: Sequence[int] | np.ndarray | None,
+    labels: Sequence[str] | np.ndarray | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train, validation) index pairs: folds of whole groups (runs), or of samples.
 
-    Samples are split when there are fewer than two groups.
+    Samples are split when there are fewer than two groups. With ``labels`` (the stimulus of
+    each sample), the fitting part of a fold loses every sample whose label also occurs in its
+    validation part, so no image is seen on both sides (as bdpy's ``cvindex_groupwise`` with
+    ``exclusive``): when images repeat across runs, plain run folds would fit on the very images
+    they validate on and choose too little regularization. Folds left with fewer than two
+    fitting samples are dropped.
     """
     index = np.arange(n_samples)
     if groups is not None and len(np.unique(groups)) >= 2:
         splitter = GroupKFold(n_splits=min(cv, len(np.unique(groups))))
-        return list(splitter.split(index, groups=groups))
-    return list(KFold(n_splits=min(cv, n_samples)).split(index))
+        folds = list(splitter.split(index, groups=groups))
+    else:
+        folds = list(KFold(n_splits=min(cv, n_samples)).split(index))
+    if labels is None:
+        return folds
+    labels = np.asarray(labels)
+    exclusive = [(train[~np.isin(labels[train], labels[valid])], valid) for train, valid in folds]
+    return [(train, valid) for train, valid in exclusive if len(train) >= 2]
 
 
 @dataclass
@@ -163,11 +177,21 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
         self.cv = cv
         self.device = device
 
-    def fit(self, X: np.ndarray, Y: np.ndarray, groups: np.ndarray | None = None) -> RidgeDecoder:
-        """Fit on training samples X (n × p) and targets Y (n × units); pick alpha by CV."""
+    def fit(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        groups: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+    ) -> RidgeDecoder:
+        """Fit on training samples X (n × p) and targets Y (n × units); pick alpha by CV.
+
+        ``groups`` (runs) make the folds; ``labels`` (stimulus names) keep a stimulus out of a
+        fold's fitting part when it is in its validation part (:func:`cv_folds`).
+        """
         Y = np.asarray(Y, dtype=np.float64)
         alphas = list(self.alphas)
-        folds = cv_folds(len(X), self.cv, groups) if len(alphas) > 1 else []
+        folds = cv_folds(len(X), self.cv, groups, labels) if len(alphas) > 1 else []
         self.model_ = DualRidge(X, folds, self.device)
         if len(alphas) > 1:
             y = as_tensor(Y.reshape(len(Y), -1), self.device)

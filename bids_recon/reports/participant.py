@@ -71,6 +71,23 @@ def roi_voxels(output_dir: Path, label: str) -> list[dict[str, object]]:
     return rows
 
 
+def network_provenance(output_dir: Path, label: str) -> dict[str, object]:
+    """Weights and preprocessing of the feature network, and the generator prior, if recorded.
+
+    From the first decoder JSON (weights) and the first generator reconstruction (latent bounds).
+    """
+    out: dict[str, object] = {}
+    for path in sorted(participant_dir(output_dir, label, "models").glob("*_decoder.json")):
+        out["weights"] = json.loads(path.read_text(encoding="utf-8")).get("Weights")
+        break
+    for sidecar in sorted(participant_dir(output_dir, label, "recon").glob("*_image.json")):
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        if "LatentBounds" in meta:
+            out["generator"] = {"file": meta["Generator"], "bounds": meta["LatentBounds"]}
+            break
+    return out
+
+
 def decoding_plot(output_dir: Path, label: str) -> str:
     """SVG: mean profile correlation per layer, one line per ROI and set."""
     path = featdecoding_eval_path(output_dir, label)
@@ -190,6 +207,7 @@ def write_participant_report(
         spec_name=spec.name,
         spec_source=spec.source,
         network=config.network,
+        provenance=network_provenance(config.output_dir, label),
         device=device,
         seed=config.random_seed,
         run_uuid=config.run_uuid,

@@ -11,6 +11,7 @@ The output is built in a temporary folder and renamed into place: it exists whol
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shutil
@@ -62,6 +63,7 @@ class SimulationSize:
     artificial_runs: int
     letter_runs: int
     imagery_runs: int
+    train_presentations: int = 1  # times each training image is shown, in different runs
 
 
 SIZES = {
@@ -305,7 +307,9 @@ def _simulate_subject(
     rng = subject.rng
     cat = stimuli.catalogue
     n_train_runs = size.train_sessions * size.train_runs_per_session
-    order = list(rng.permutation(stimuli.train))
+    order = [
+        name for _ in range(size.train_presentations) for name in rng.permutation(stimuli.train)
+    ]  # one pass per presentation, the passes following each other over the runs
     per_run = -(-len(order) // n_train_runs)
     for k, (ses, run) in enumerate(
         _sessions("perceptionNaturalImageTraining", n_train_runs, size.train_runs_per_session)
@@ -410,8 +414,17 @@ def _write_dataset_files(root: Path, labels: list[str], seed: int, size_name: st
     )
 
 
-def simulate_dataset(out: Path, n_subjects: int = 2, seed: int = 0, size: str = "small") -> Path:
+def simulate_dataset(
+    out: Path,
+    n_subjects: int = 2,
+    seed: int = 0,
+    size: str = "small",
+    train_presentations: int | None = None,
+) -> Path:
     """Generate the simulated dataset at ``out``; returns ``out``.
+
+    ``train_presentations`` (default: the size's, 1) shows every training image that many
+    times, each time in another run, as ds001506 shows each of its training images 5 times.
 
     Raises
     ------
@@ -431,6 +444,13 @@ def simulate_dataset(out: Path, n_subjects: int = 2, seed: int = 0, size: str = 
     imagery = spec.sets["imagery"].events
     imagery_map = {int(k): v for k, v in imagery.stimulus_map.items()}
     dims = SIZES[size]
+    if train_presentations is not None:
+        if not 1 <= train_presentations <= dims.train_sessions * dims.train_runs_per_session:
+            raise UsageError(
+                f"--train-presentations must be between 1 and the number of training runs "
+                f"({dims.train_sessions * dims.train_runs_per_session}), got {train_presentations}"
+            )
+        dims = dataclasses.replace(dims, train_presentations=train_presentations)
     staging = out.parent / f".{out.name}.partial"
     try:
         shutil.rmtree(staging, ignore_errors=True)
@@ -485,11 +505,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="small",
         help="small: the demo (minutes on 2 cores); medium: ds001506-like scale",
     )
+    parser.add_argument(
+        "--train-presentations",
+        type=int,
+        metavar="N",
+        help="show each training image N times, each time in another run (ds001506: 5; default: 1)",
+    )
     parser.add_argument("--version", action="version", version=f"bids_recon v{__version__}")
     args = parser.parse_args(argv)
     setup_logging(0)
     try:
-        path = simulate_dataset(args.out, args.subjects, args.seed, args.size)
+        path = simulate_dataset(
+            args.out, args.subjects, args.seed, args.size, args.train_presentations
+        )
     except BidsReconError as err:
         LOGGER.error("%s", err)
         return err.exit_code

@@ -25,6 +25,7 @@ from bids_recon.config import Config
 from bids_recon.decoding.correction import feature_sd
 from bids_recon.decoding.ridge import GRAM_CHUNK, DualRidge, as_tensor, cv_folds
 from bids_recon.decoding.selection import predict_selected, select_and_solve
+from bids_recon.errors import UsageError
 from bids_recon.evaluation.metrics import pattern_correlation, profile_correlation
 from bids_recon.features.extract import (
     BatchStore,
@@ -317,69 +318,93 @@ def decode_ridge(
     spec: DatasetSpec,
     sample_set: SampleSet,
     inputs: DecodeInputs,
-    roi: str,
+    rois: Sequence[str],
     device,
-) -> list[LayerResult]:
-    """Ridge decoders for every layer of ``network``, for one ROI."""
+) -> dict[str, list[LayerResult]]:
+    """Ridge decoders for every layer of ``network``, for each of ``rois``.
+
+    The training images go through the network once for all ROIs (statistics and CV units),
+    and once more for the layers not kept whole in the cache, accumulating every ROI's
+    decoded features together.
+    """
     limit = int(config.feature_cache_mb * 2**20)
     shapes, train_cache, stats, true = _features(config, network, inputs, limit, device)
-    voxels = sample_set.rois[roi]
     training = spec.training_set.name
-    x_train = sample_set.samples[training][:, voxels]
-    folds = cv_folds(len(x_train), config.cv_folds, sample_set.train_runs)
-    model = DualRidge(x_train, folds, device)
     n_img = len(inputs.train_paths)
+    n_train = len(inputs.train_rows)
     rows = torch.as_tensor(inputs.train_rows, device=device)
     # samples -> unique images: decoded = W Y = (W P) F with P the sample-to-image map
-    to_images = torch.zeros(len(x_train), n_img, dtype=torch.float64, device=device)
-    to_images[torch.arange(len(x_train), device=device), rows] = 1.0
-
-    results, weights = {}, {}
-    for layer, s in stats.items():
-        kept = s.kept[0] if len(s.kept) == 1 else np.concatenate(s.kept)
-        units = int(np.prod(s.shape))
-        scale = 1.0 if s.subset is None else units / len(s.subset)
-        errors = model.cv_errors(scale * gram(kept, inputs.train_rows, device), config.alphas)
-        alpha = float(config.alphas[int(np.argmin(errors))])
-        weights[layer] = {
-            name: model.weights(sample_set.samples[name][:, voxels], alpha) @ to_images
-            for name in sample_set.samples
-            if name != training
-        }
-        results[layer] = (alpha, errors)
-        LOGGER.info(
-            "%s/%s: alpha %.3g (CV over %d folds, %s units)",
-            roi,
-            layer,
-            alpha,
-            len(folds),
-            "all" if s.subset is None else len(s.subset),
+    to_images = torch.zeros(n_train, n_img, dtype=torch.float64, device=device)
+    to_images[torch.arange(n_train, device=device), rows] = 1.0
+    folds = cv_folds(n_train, config.cv_folds, sample_set.train_runs, sample_set.stimuli[training])
+    if len(config.alphas) > 1 and not folds:
+        raise UsageError(
+            "Alpha cannot be chosen by cross-validation: every fold would validate on images "
+            "that all other runs also show. Pass one value with --alphas."
         )
-    decoded = {layer: {} for layer in shapes}
+
+    def cv_gram(s: LayerStats) -> torch.Tensor:  # n × n, recomputed per ROI: little memory
+        kept = s.kept[0] if len(s.kept) == 1 else np.concatenate(s.kept)
+        scale = 1.0 if s.subset is None else int(np.prod(s.shape)) / len(s.subset)
+        return scale * gram(kept, inputs.train_rows, device)
+
+    alphas: dict[str, dict[str, tuple[float, np.ndarray]]] = {}
+    weights: dict[tuple[str, str], dict[str, torch.Tensor]] = {}  # (roi, layer) -> set -> W
+    for roi in rois:
+        voxels = sample_set.rois[roi]
+        model = DualRidge(sample_set.samples[training][:, voxels], folds, device)
+        alphas[roi] = {}
+        for layer, s in stats.items():
+            errors = model.cv_errors(cv_gram(s), config.alphas)
+            alpha = float(config.alphas[int(np.argmin(errors))])
+            weights[roi, layer] = {
+                name: model.weights(sample_set.samples[name][:, voxels], alpha) @ to_images
+                for name in sample_set.samples
+                if name != training
+            }
+            alphas[roi][layer] = (alpha, errors)
+            LOGGER.info(
+                "%s/%s: alpha %.3g (CV over %d folds, %s units)",
+                roi,
+                layer,
+                alpha,
+                len(folds),
+                "all" if s.subset is None else len(s.subset),
+            )
+    decoded: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     streamed = [layer for layer in shapes if train_cache.load(layer) is None]
     for layer in shapes:
         if layer not in streamed:
             full = as_tensor(train_cache.load(layer), device, torch.float32)
-            for name, w in weights[layer].items():
-                decoded[layer][name] = (w.float() @ full).cpu().numpy()
+            for roi in rois:
+                decoded[roi, layer] = {
+                    name: (w.float() @ full).cpu().numpy()
+                    for name, w in weights[roi, layer].items()
+                }
     if streamed:
         acc = {
-            layer: {
+            (roi, layer): {
                 name: torch.zeros(len(w), int(np.prod(shapes[layer])), device=device)
-                for name, w in weights[layer].items()
+                for name, w in weights[roi, layer].items()
             }
+            for roi in rois
             for layer in streamed
         }
         for rows_, batch in _stream(config, network, inputs.train_paths, device, "decoding"):
-            for layer in streamed:
-                for name, w in weights[layer].items():
-                    acc[layer][name] += w[:, rows_].float() @ batch[layer]
-        for layer in streamed:
-            decoded[layer] = {name: a.cpu().numpy() for name, a in acc[layer].items()}
-    return [
-        _layer_result(layer, s, n_img, decoded[layer], true[layer], inputs, *results[layer])
-        for layer, s in stats.items()
-    ]
+            for (roi, layer), sets in acc.items():
+                for name, total in sets.items():
+                    total += weights[roi, layer][name][:, rows_].float() @ batch[layer]
+        for key, sets in acc.items():
+            decoded[key] = {name: total.cpu().numpy() for name, total in sets.items()}
+    return {
+        roi: [
+            _layer_result(
+                layer, s, n_img, decoded[roi, layer], true[layer], inputs, *alphas[roi][layer]
+            )
+            for layer, s in stats.items()
+        ]
+        for roi in rois
+    }
 
 
 def decode_voxel_selection(
@@ -388,43 +413,46 @@ def decode_voxel_selection(
     spec: DatasetSpec,
     sample_set: SampleSet,
     inputs: DecodeInputs,
-    roi: str,
+    rois: Sequence[str],
     device,
-) -> list[LayerResult]:
-    """The paper's decoder: every layer kept on disk, units solved in chunks."""
+) -> dict[str, list[LayerResult]]:
+    """The paper's decoder for each of ``rois``: every layer kept on disk, units in chunks."""
     _, cache, stats, true = _features(config, network, inputs, 2**62, device)
-    voxels = sample_set.rois[roi]
     training = spec.training_set.name
-    x_train = as_tensor(sample_set.samples[training][:, voxels], device)
-    tests = {
-        name: as_tensor(m[:, voxels], device)
-        for name, m in sample_set.samples.items()
-        if name != training
-    }
     n_img = len(inputs.train_paths)
-    out = []
+    out: dict[str, list[LayerResult]] = {roi: [] for roi in rois}
     for layer, s in stats.items():
         full = cache.load(layer)
         units = full.shape[1]
-        decoded = {name: np.empty((len(x), units), dtype=np.float32) for name, x in tests.items()}
-        for start in range(0, units, config.selection_chunk):
-            cols = slice(start, min(start + config.selection_chunk, units))
-            y = as_tensor(np.asarray(full[:, cols])[inputs.train_rows], device)
-            mean, sd = y.mean(dim=0), y.std(dim=0).clamp_min(1e-12)
-            index, coef = select_and_solve(
-                x_train, (y - mean) / sd, config.selection_alpha, config.selection_voxels
+        for roi in rois:
+            voxels = sample_set.rois[roi]
+            x_train = as_tensor(sample_set.samples[training][:, voxels], device)
+            tests = {
+                name: as_tensor(m[:, voxels], device)
+                for name, m in sample_set.samples.items()
+                if name != training
+            }
+            decoded = {
+                name: np.empty((len(x), units), dtype=np.float32) for name, x in tests.items()
+            }
+            for start in range(0, units, config.selection_chunk):
+                cols = slice(start, min(start + config.selection_chunk, units))
+                y = as_tensor(np.asarray(full[:, cols])[inputs.train_rows], device)
+                mean, sd = y.mean(dim=0), y.std(dim=0).clamp_min(1e-12)
+                index, coef = select_and_solve(
+                    x_train, (y - mean) / sd, config.selection_alpha, config.selection_voxels
+                )
+                for name, x in tests.items():
+                    pred = predict_selected(x, index, coef) * sd + mean
+                    decoded[name][:, cols] = pred.cpu().numpy()
+            out[roi].append(_layer_result(layer, s, n_img, decoded, true[layer], inputs))
+            LOGGER.info(
+                "%s/%s: voxel-selection decoder (%d voxels, alpha %g)",
+                roi,
+                layer,
+                config.selection_voxels,
+                config.selection_alpha,
             )
-            for name, x in tests.items():
-                pred = predict_selected(x, index, coef) * sd + mean
-                decoded[name][:, cols] = pred.cpu().numpy()
-        out.append(_layer_result(layer, s, n_img, decoded, true[layer], inputs))
-        LOGGER.info(
-            "%s/%s: voxel-selection decoder (%d voxels, alpha %g)",
-            roi,
-            layer,
-            config.selection_voxels,
-            config.selection_alpha,
-        )
     return out
 
 
@@ -475,17 +503,25 @@ def run_decode_stage(
         share_extraction(config, network, inputs, device)
     rows: list[dict[str, object]] = []
     with stage_lock(config.work_dir, label, "decode"):
-        for roi, key in keys.items():
-            if marker_fingerprint(markers[roi]) == key:
+        pending = [roi for roi in keys if marker_fingerprint(markers[roi]) != keys[roi]]
+        for roi in keys:
+            if roi not in pending:
                 LOGGER.info("sub-%s: %s already decoded (%s)", label, roi, markers[roi].name)
-            else:
-                _decode_roi(config, spec, label, sample_set, inputs, network, roi, key, device)
+        if pending:
+            decode = decode_ridge if config.decoder == "ridge" else decode_voxel_selection
+            LOGGER.info("sub-%s: decoding %s (one feature pass for all)", label, ", ".join(pending))
+            results = decode(config, network, spec, sample_set, inputs, pending, device)
+            for roi in pending:
+                _write_roi(
+                    config, spec, label, sample_set, inputs, network, roi, keys[roi], results[roi]
+                )
+        for roi in keys:
             evaluation = json.loads(markers[roi].read_text(encoding="utf-8"))["Evaluation"]
             rows.extend({"roi": roi, **row} for row in evaluation)
         write_table(featdecoding_eval_path(config.output_dir, label), rows, FEATDECODING_COLUMNS)
 
 
-def _decode_roi(
+def _write_roi(
     config: Config,
     spec: DatasetSpec,
     label: str,
@@ -494,13 +530,11 @@ def _decode_roi(
     network: TappedNetwork,
     roi: str,
     key: str,
-    device: torch.device,
+    results: list[LayerResult],
 ) -> None:
-    """Decode one ROI; write its decoded features, then its decoder JSON (the marker)."""
-    decode = decode_ridge if config.decoder == "ridge" else decode_voxel_selection
+    """Write one ROI's decoded features, then its decoder JSON (the completion marker)."""
     reference_sd = read_reference_sd(config.feature_sd) if config.feature_sd else {}
     n_train = len(inputs.train_rows)
-    results = decode(config, network, spec, sample_set, inputs, roi, device)
     for result in results:
         result.reference_sd = reference_sd.get(result.layer, result.reference_sd)
     n_voxels = int(sample_set.rois[roi].sum())
@@ -534,6 +568,7 @@ def _decode_roi(
             "Decoder": config.decoder,
             "Network": network.name,
             "Preprocessing": network.preprocessing.kind,
+            "Weights": network.weights_info.as_dict(),
             "ROI": roi,
             "NVoxels": n_voxels,
             "NTrainingBlocks": n_train,

@@ -91,7 +91,7 @@ def decode_sizes(inputs: ParticipantInputs, training: str, units: dict[str, int]
     return DecodeSizes(
         n_samples=len(train_names),
         n_images=len(set(train_names)),
-        n_test=len(test),
+        n_test=len(test) * len(inputs.roi_masks),  # the ROIs are decoded together
         n_voxels=max(int(mask.sum()) for mask in inputs.roi_masks.values()),
         units=units,
     )
