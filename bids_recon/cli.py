@@ -179,6 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. motion wm_csf); needs --derivatives fmriprep=PATH",
     )
     sel.add_argument(
+        "--sets",
+        nargs="+",
+        metavar="SET",
+        help="test sets to run, by their names in the dataset spec (default: every test set "
+        "with runs in the data; absent ones are skipped with a warning). A set named here "
+        "that has no runs is an error",
+    )
+    sel.add_argument(
         "--roi",
         nargs="+",
         metavar="NAME",
@@ -518,6 +526,7 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
         "stages",
         "confounds",
         "roi",
+        "sets",
         "layers",
         "alphas",
         "recon_layers",

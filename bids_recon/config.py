@@ -51,6 +51,7 @@ class Config:
     bids_filter_file: Path | None = None
     bids_database_dir: Path | None = None
     dataset_spec: str | None = None
+    sets: tuple[str, ...] = ()
     stimuli_dir: Path | None = None
     derivatives: Mapping[str, Path] = field(default_factory=dict)
     space: str = "T1w"
@@ -130,6 +131,7 @@ FILE_OPTION_KINDS: dict[str, str] = {
     "bids_filter_file": "path",
     "bids_database_dir": "path",
     "dataset_spec": "str",
+    "sets": "labels",
     "stimuli_dir": "path",
     "derivatives": "paths",
     "space": "str",

@@ -53,6 +53,22 @@ def test_recon_outputs_for_every_test_stimulus(reconstructed):
     assert first["Method"] == "lbfgs" and first["Layers"] == ["conv1", "conv3", "fc2"]
 
 
+def test_an_image_in_several_sets_gets_one_oracle_reconstruction(reconstructed):
+    recon = reconstructed / "out" / "sub-01" / "recon"
+    oracle = {p: json.loads(p.read_text()) for p in recon.glob("*_desc-oracle_image.json")}
+    reused = {p: meta for p, meta in oracle.items() if "ReusedFrom" in meta}
+    # the imagery targets: 15 shapes of the artificial set and 10 natural test images
+    assert len(reused) == 25 and {m["Set"] for m in reused.values()} == {"imagery"}
+    computed = {m["StimulusName"] for m in oracle.values() if "ReusedFrom" not in m}
+    assert len(computed) == len(oracle) - len(reused)  # each image optimized once
+    for path, meta in reused.items():
+        source = recon / meta["ReusedFrom"]
+        assert meta["StimulusName"] in computed
+        assert np.array_equal(
+            np.asarray(Image.open(path.with_suffix(".png"))), np.asarray(Image.open(source))
+        )
+
+
 def test_report_shows_stimulus_oracle_and_reconstruction(reconstructed):
     html = (reconstructed / "out" / "sub-01.html").read_text()
     assert html.count('alt="oracle ') == 85 and html.count('alt="reconstruction ') == 86

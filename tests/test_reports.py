@@ -64,3 +64,28 @@ def test_svg_plot_escapes_names_and_draws_every_point():
     points = svg.split('points="')[1].split('"')[0].split()
     assert len(points) == 3  # the NaN is skipped
     assert line_plot({"empty": []}) == ""
+
+
+def test_a_stimulus_without_image_never_shows_one(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from bids_recon.io.stimuli import StimulusIndex
+    from bids_recon.reports.participant import recon_grids
+
+    recon = tmp_path / "out" / "sub-01" / "recon"
+    recon.mkdir(parents=True)
+    stimuli = tmp_path / "stimuli"
+    stimuli.mkdir()
+    for name in ("fixation", "shape"):
+        Image.new("RGB", (8, 8), "red").save(stimuli / f"{name}.png")
+        stem = recon / f"sub-01_set-imagery_stim-{name}_desc-recon_image"
+        Image.new("RGB", (8, 8), "blue").save(stem.with_suffix(".png"))
+        meta = {"Set": "imagery", "StimulusName": name, "Source": "decoded"}
+        stem.with_suffix(".json").write_text(json.dumps(meta))
+    index = StimulusIndex(stimuli, [".png"])
+    grids = recon_grids(tmp_path / "out", "01", index, {"imagery": ["fixation"]})
+    rows = {row["stimulus"]: row for row in grids[0]["rows"]}
+    assert rows["fixation"]["image"] is None and rows["shape"]["image"] is not None
+    assert rows["fixation"]["decoded"]  # the reconstruction itself is shown

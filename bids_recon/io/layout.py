@@ -246,8 +246,12 @@ def select_runs(
     bold_query: Mapping[str, Any] | None = None,
     fmriprep_dir: Path | None = None,
     space: str = "T1w",
+    required: Iterable[str] | None = None,
 ) -> list[RunFiles]:
     """The BOLD runs of every set of the spec for one participant.
+
+    A set in ``required`` (default: every set) that selects no run is an error; the others
+    are left out (a partial dataset: the caller says which are absent).
 
     Parameters
     ----------
@@ -263,6 +267,8 @@ def select_runs(
         The ``bold`` query of ``--bids-filter-file``.
     fmriprep_dir : Path, optional
         ``--derivatives fmriprep=PATH``: sample fMRIPrep's ``desc-preproc_bold`` in ``space``.
+    required : iterable of str, optional
+        Sets that must have runs (default: all).
 
     Raises
     ------
@@ -274,6 +280,7 @@ def select_runs(
     """
     sessions, tasks = set(sessions), set(tasks)
     query = dict(bold_query or {})
+    required = set(spec.sets if required is None else required)
 
     def wanted(path: Path, set_spec: SetSpec) -> bool:
         entities = {_ENTITY_KEYS.get(k, k): v for k, v in _file_entities(path).items()}
@@ -298,7 +305,7 @@ def select_runs(
                 f"e.g. {orphans[0]} (expected a _bold.nii.gz of the same name beside it)."
             )
         selected = [b for b in bolds if wanted(b, set_spec)]
-        if not selected:
+        if not selected and set_spec.name in required:
             raise NoMatchingFilesError(
                 _nothing_selected(layout, subject, set_spec, sessions, tasks, query)
             )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -151,8 +151,17 @@ def identification_table(output_dir: Path, label: str) -> list[dict[str, object]
     return shown.to_dict("records")
 
 
-def recon_grids(output_dir: Path, label: str, stimuli: StimulusIndex) -> list[dict[str, object]]:
-    """Per set, one row per stimulus: the stimulus, its oracle and its reconstructions."""
+def recon_grids(
+    output_dir: Path,
+    label: str,
+    stimuli: StimulusIndex,
+    no_image: Mapping[str, Collection[str]] | None = None,
+) -> list[dict[str, object]]:
+    """Per set, one row per stimulus: the stimulus, its oracle and its reconstructions.
+
+    Stimuli that the spec marks as having no image (``no_image``, per set: a fixation
+    target) never show one, whatever the stimuli folder holds.
+    """
     sets: dict[str, dict[str, dict[str, object]]] = {}
     for sidecar in sorted(participant_dir(output_dir, label, "recon").glob("*_image.json")):
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
@@ -168,7 +177,8 @@ def recon_grids(output_dir: Path, label: str, stimuli: StimulusIndex) -> list[di
     grids = []
     for name, rows in sets.items():
         for row in rows.values():
-            path = stimuli.resolve(str(row["stimulus"]))
+            shown = row["stimulus"] not in (no_image or {}).get(name, ())
+            path = stimuli.resolve(str(row["stimulus"])) if shown else None
             if path is not None:
                 with Image.open(path) as image:
                     row["image"] = data_uri(image)
@@ -215,7 +225,12 @@ def write_participant_report(
         stages=list(stages.items()),
         data=data_table(config.output_dir, label),
         decoding=decoding_table(config.output_dir, label),
-        recons=recon_grids(config.output_dir, label, stimuli),
+        recons=recon_grids(
+            config.output_dir,
+            label,
+            stimuli,
+            {s.name: s.events.no_image for s in spec.sets.values()},
+        ),
         rois=roi_voxels(config.output_dir, label),
         decoding_svg=Markup(decoding_plot(config.output_dir, label)),
         loss_svg=Markup(loss_plot(config.output_dir, label)),

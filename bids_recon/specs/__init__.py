@@ -10,9 +10,10 @@ a worked example.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,30 @@ class DatasetSpec:
     def test_sets(self) -> list[SetSpec]:
         """The sets whose role is ``test``, in file order."""
         return [s for s in self.sets.values() if s.role == "test"]
+
+    def with_sets(self, names: Iterable[str]) -> DatasetSpec:
+        """The spec restricted to the sets ``names`` (file order kept)."""
+        wanted = set(names)
+        return dataclasses.replace(self, sets={k: v for k, v in self.sets.items() if k in wanted})
+
+    def choose_test_sets(self, names: Sequence[str]) -> DatasetSpec:
+        """The spec with the training set and the test sets ``names`` (``--sets``); all if empty.
+
+        Raises
+        ------
+        UsageError
+            A name is not a test set of the spec.
+        """
+        if not names:
+            return self
+        tests = [s.name for s in self.test_sets]
+        unknown = [n for n in names if n not in tests]
+        if unknown:
+            raise UsageError(
+                f"--sets {' '.join(unknown)}: not a test set of dataset spec {self.name} "
+                f"(test sets: {', '.join(tests)})"
+            )
+        return self.with_sets([self.training_set.name, *names])
 
     def matches_layout(self, bids_dir: Path) -> bool:
         """Whether ``bids_dir`` is laid out as this spec's ``detect`` globs describe."""

@@ -61,7 +61,7 @@ def run_participant_level(config: Config) -> None:
     BidsReconError
         A failed check (its own exit code), or :class:`ParticipantsFailedError`.
     """
-    spec = resolve_spec(config.dataset_spec, config.bids_dir)
+    spec = resolve_spec(config.dataset_spec, config.bids_dir).choose_test_sets(config.sets)
     labels = select_participants(config.bids_dir, config.participant_label)
     if not config.skip_bids_validation:
         validate_bids(config.bids_dir)
@@ -130,6 +130,7 @@ def collect_all_inputs(
             bold_query=query,
             fmriprep_dir=config.derivatives.get("fmriprep"),
             space=config.space,
+            required={spec.training_set.name, *config.sets},
         )
         inputs[label] = collect_inputs(config, spec, label, runs)
         counts = Counter(run.set_name for run in runs)
@@ -154,6 +155,10 @@ def run_participant(
     with collect_warnings() as messages:
         status: dict[str, str] = {}
         if inputs is not None:
+            present = {run.set_name for run in inputs.runs}
+            for absent in [s.name for s in spec.test_sets if s.name not in present]:
+                LOGGER.warning("sub-%s: test set '%s' skipped: it has no runs", label, absent)
+            spec = spec.with_sets(present)
             sample_set = run_samples_stage(config, spec, inputs)
             update_stimuli_table(
                 config.output_dir,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from bids_recon import __version__
 from bids_recon.config import Config
@@ -95,38 +96,65 @@ def plan_batches(
     label: str,
     sample_set: SampleSet,
     stimulus_files: dict[str, Path],
-) -> list[ReconBatch]:
+) -> tuple[list[ReconBatch], list[tuple[ReconItem, ReconItem, str]]]:
     """Every reconstruction of the participant, in fixed batches of ``--recon-batch-size``.
 
     Per test set: the decoded features of each ROI, then the true features (oracle) of the
-    stimuli that have an image.
+    stimuli that have an image. An image already in an earlier set's oracle (an imagery target
+    that is also a test image) is not reconstructed again: it comes back as a (source, copy,
+    set of the copy) triple, and :func:`copy_oracles` reuses the first set's result.
     """
     size = config.recon_batch_size
-    batches = []
+    batches, copies = [], []
+    first_oracle: dict[str, ReconItem] = {}
     for set_spec in spec.test_sets:
         names = sample_set.stimuli[set_spec.name]
         labels = stimulus_labels(names)
-        groups: list[tuple[str, str | None, list[int]]] = [
-            ("decoded", roi, list(range(len(names)))) for roi in sample_set.rois
-        ]
-        groups.append(("oracle", None, [k for k, n in enumerate(names) if n in stimulus_files]))
-        for source, roi, rows in groups:
-            desc = "recon" if source == "decoded" else "oracle"
-            items = [
-                ReconItem(
-                    names[k],
-                    k,
-                    recon_image_path(
-                        config.output_dir, label, set_spec.name, labels[names[k]], desc, roi
-                    ),
-                )
-                for k in rows
-            ]
+
+        def item(k: int, desc: str, roi: str | None, names=names, labels=labels, s=set_spec):
+            path = recon_image_path(config.output_dir, label, s.name, labels[names[k]], desc, roi)
+            return ReconItem(names[k], k, path)
+
+        for roi in sample_set.rois:
+            decoded = [item(k, "recon", roi) for k in range(len(names))]
             batches.extend(
-                ReconBatch(set_spec.name, source, roi, tuple(items[i : i + size]))
-                for i in range(0, len(items), size)
+                ReconBatch(set_spec.name, "decoded", roi, tuple(decoded[i : i + size]))
+                for i in range(0, len(decoded), size)
             )
-    return batches
+        oracles = []
+        for k, name in enumerate(names):
+            if name not in stimulus_files:
+                continue
+            if name in first_oracle:
+                copies.append((first_oracle[name], item(k, "oracle", None), set_spec.name))
+            else:
+                first_oracle[name] = item(k, "oracle", None)
+                oracles.append(first_oracle[name])
+        batches.extend(
+            ReconBatch(set_spec.name, "oracle", None, tuple(oracles[i : i + size]))
+            for i in range(0, len(oracles), size)
+        )
+    return batches, copies
+
+
+def copy_oracles(copies: list[tuple[ReconItem, ReconItem, str]]) -> int:
+    """Write each reused oracle reconstruction under its other set; returns how many.
+
+    A copy is (re)written when its source is complete and the copy's fingerprint differs from
+    the source's; the sidecar names its own set and the file it was reused from.
+    """
+    done = 0
+    for source, target, set_name in copies:
+        source_meta = source.path.with_suffix(".json")
+        key = marker_fingerprint(source_meta)
+        if key is None or marker_fingerprint(target.path.with_suffix(".json")) == key:
+            continue
+        meta = json.loads(source_meta.read_text(encoding="utf-8"))
+        meta.update(Set=set_name, ReusedFrom=source.path.name)
+        with Image.open(source.path) as image:
+            write_image(target.path, np.asarray(image.convert("RGB")), meta)
+        done += 1
+    return done
 
 
 def shard_batches(batches: list[ReconBatch], shard: tuple[int, int]) -> list[ReconBatch]:
@@ -243,13 +271,8 @@ def run_recon_stage(
         if settings.method == "generator"
         else None
     )
-    plan = ReconPlan(
-        config,
-        label,
-        plan_batches(config, spec, label, sample_set, stimulus_files),
-        network,
-        stimulus_files,
-    )
+    batches, copies = plan_batches(config, spec, label, sample_set, stimulus_files)
+    plan = ReconPlan(config, label, batches, network, stimulus_files)
     mine = shard_batches(plan.batches, config.shard)
     todo = [batch for batch in mine if not plan.is_done(batch)]
     LOGGER.info(
@@ -305,4 +328,6 @@ def run_recon_stage(
                     "Fingerprint": key,
                 },
             )
+    if reused := copy_oracles(copies):
+        LOGGER.info("sub-%s: %d oracle reconstruction(s) reused in another set", label, reused)
     return sum(not plan.is_done(batch) for batch in plan.batches)
