@@ -140,3 +140,62 @@ def test_blocks_past_the_end_of_the_run(tmp_path):
     with pytest.raises(InputDataError, match="past the end") as err:
         check_blocks_in_run(blocks, 100.0, tmp_path / "e.tsv")
     assert "'b'" in str(err.value)
+
+
+def text_events(rows: list[tuple[float, str, str]]) -> pd.DataFrame:
+    """An events table as read_events gives it (text cells): (onset, trial_type, stim_file)."""
+    return pd.DataFrame(
+        {
+            "onset": [str(o) for o, _, _ in rows],
+            "duration": ["8"] * len(rows),
+            "trial_type": [t for _, t, _ in rows],
+            "stim_file": [s for _, _, s in rows],
+        }
+    )
+
+
+def test_repeats_previous_marks_a_block_showing_the_previous_stimulus():
+    names = ["a", "b", "b", "c", "c", "c", "b"]
+    events = text_events([(8.0 * k, "stimulus", n) for k, n in enumerate(names)])
+    rule = replace(EventSelection(), repeats="previous")
+    kept = events_to_blocks(events, rule, Path("x_events.tsv"))
+    assert kept["stimulus"].tolist() == ["a", "b", "c", "b"] and not kept["is_repeat"].any()
+    every = events_to_blocks(events, replace(rule, include_repeats=True), Path("x_events.tsv"))
+    assert every["is_repeat"].tolist() == [False, False, True, False, True, True, False]
+
+
+def test_stimulus_from_category_picks_the_one_image_of_the_category():
+    from bids_recon.io.events import stimuli_from_categories
+
+    rule = replace(
+        EventSelection(), stimulus_from="category", category_set="natural", no_image=("fixation",)
+    )
+    blocks = pd.DataFrame({"stimulus": ["n01443537", "1443537.0", "2128385", "fixation"]})
+    images = ["n01443537_22563", "n02128385_20264", "n02128385_20264", "n09999999_1"]
+    mapped = stimuli_from_categories(blocks, images, rule, Path("im_events.tsv"))
+    assert mapped["stimulus"].tolist() == [
+        "n01443537_22563",
+        "n01443537_22563",
+        "n02128385_20264",
+        "fixation",
+    ]
+    with pytest.raises(InputDataError, match=r"im_events.tsv: category '42' has no image"):
+        stimuli_from_categories(
+            pd.DataFrame({"stimulus": ["42"]}), images, rule, Path("im_events.tsv")
+        )
+    two = [*images, "n01443537_1"]
+    with pytest.raises(InputDataError, match="2 images"):
+        stimuli_from_categories(blocks, two, rule, Path("im_events.tsv"))
+
+
+def test_missing_category_like_stimuli_hint_at_a_mapping_rule(tmp_path):
+    from bids_recon.errors import MissingInputError
+    from bids_recon.io.stimuli import StimulusIndex
+
+    index = StimulusIndex(tmp_path, [".png"])
+    with pytest.raises(MissingInputError, match="mapping rule") as caught:
+        index.resolve_all({"imagery": ["1443537", "n02128385"]})
+    assert "Set 'imagery'" in str(caught.value)
+    with pytest.raises(MissingInputError) as plain:
+        index.resolve_all({"natural": ["cat_photo"]})
+    assert "mapping rule" not in str(plain.value)

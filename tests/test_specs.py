@@ -111,3 +111,34 @@ def test_resolve_detects_ds001506_layout_and_refuses_others(simulated_dataset, t
         resolve_spec(None, tmp_path)
     user = write(tmp_path, MINIMAL)
     assert resolve_spec(str(user), tmp_path).name == "other"
+
+
+def test_repeat_and_category_rules_are_validated(tmp_path):
+    from bids_recon.errors import UsageError
+    from bids_recon.specs import load_spec
+
+    base = """
+name = "x"
+[sets.training]
+role = "training"
+repeats = "previous"
+[sets.natural]
+role = "test"
+[sets.imagery]
+role = "test"
+stimulus_from = "category"
+category_set = "natural"
+[rois]
+pattern = "{roi}.nii.gz"
+"""
+    path = tmp_path / "spec.toml"
+    path.write_text(base)
+    spec = load_spec(path)
+    assert spec.sets["training"].events.repeats == "previous"
+    assert spec.sets["imagery"].events.stimulus_from == "category"
+    path.write_text(base.replace('repeats = "previous"', 'repeats = "sometimes"'))
+    with pytest.raises(UsageError, match=r"\[sets.training.repeats\] 'sometimes' is not one of"):
+        load_spec(path)
+    path.write_text(base.replace('category_set = "natural"', 'category_set = "training"'))
+    with pytest.raises(UsageError, match=r"\[sets.imagery\] stimulus_from"):
+        load_spec(path)

@@ -7,6 +7,8 @@ the spec's block types become blocks; one-back repeats are dropped unless the sp
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -112,14 +114,60 @@ def events_to_blocks(events: pd.DataFrame, selection: EventSelection, path: Path
         stimulus = keys.map(dict(selection.stimulus_map))
     else:
         stimulus = raw
-    return pd.DataFrame(
+    if selection.repeats == "previous":  # the same stimulus as the block before it
+        is_repeat = (stimulus == stimulus.shift(1)).to_numpy(dtype=bool)
+    else:
+        is_repeat = codes[rows.index].isin(selection.repeat_types).to_numpy(dtype=bool)
+    blocks = pd.DataFrame(
         {
             "onset": onset.to_numpy(dtype=float),
             "duration": duration.to_numpy(dtype=float),
             "stimulus": stimulus.to_numpy(dtype=object),
-            "is_repeat": codes[rows.index].isin(selection.repeat_types).to_numpy(dtype=bool),
+            "is_repeat": is_repeat,
         }
     )
+    if selection.repeats == "previous" and not selection.include_repeats:
+        blocks = blocks[~blocks["is_repeat"]].reset_index(drop=True)
+    return blocks
+
+
+def category_key(value: str) -> str:
+    """A category label in canonical form: ``n01443537``, ``1443537`` and ``1443537.0`` agree."""
+    text = canonical_code(value)
+    match = re.fullmatch(r"[nN]?0*(\d+)", text)
+    return match.group(1) if match else text
+
+
+def stimuli_from_categories(
+    blocks: pd.DataFrame, images: Iterable[str], selection: EventSelection, path: Path
+) -> pd.DataFrame:
+    """Replace category labels by the one image of each category (``stimulus_from = "category"``).
+
+    An image's category is its name up to the first ``_`` (ImageNet: ``<synset>_<number>``).
+    Names in ``no_image`` are kept as they are.
+
+    Raises
+    ------
+    InputDataError
+        A category has no image, or several, among ``images`` (the category set's stimuli).
+    """
+    by_category: dict[str, list[str]] = {}
+    for name in sorted(set(images)):
+        by_category.setdefault(category_key(name.split("_", 1)[0]), []).append(name)
+
+    def pick(value: str) -> str:
+        if value in selection.no_image:
+            return value
+        found = by_category.get(category_key(value), [])
+        if len(found) != 1:
+            count = "no image" if not found else f"{len(found)} images ({', '.join(found[:5])})"
+            raise InputDataError(
+                f"Events file {path}: category {value!r} has {count} in test set "
+                f"'{selection.category_set}'; stimulus_from = \"category\" needs exactly one."
+            )
+        return found[0]
+
+    return blocks.assign(stimulus=blocks["stimulus"].map(pick))
 
 
 def check_blocks_in_run(blocks: pd.DataFrame, run_seconds: float, path: Path) -> None:

@@ -8,10 +8,14 @@ extension matched case-insensitively from the spec's list. Names may not leave t
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from bids_recon.errors import MissingInputError
+
+# Stimulus names that are category labels rather than images: ImageNet synsets or their numbers.
+CATEGORY_LIKE = re.compile(r"[nN]?\d{5,}(\.0+)?")
 
 
 class StimulusIndex:
@@ -75,8 +79,16 @@ class StimulusIndex:
                 f"{s}: {len(v)} ({', '.join(v[:20])}{', ...' if len(v) > 20 else ''})"
                 for s, v in missing.items()
             )
+            hints = [
+                f" Set '{s}': names such as {v[0]!r} look like categories (synset ids), not "
+                "images: its dataset spec may lack a mapping rule (stimulus_from = "
+                '"category" with category_set, or a stimulus_map).'
+                for s, v in missing.items()
+                if all(CATEGORY_LIKE.fullmatch(name) for name in v)
+            ]
             raise MissingInputError(
                 f"{total} stimulus image(s) not found under {self.root}: {detail}. "
                 f"Put the images there (or pass --stimuli-dir), named <stimulus name><extension>."
+                + "".join(hints)
             )
         return found

@@ -29,6 +29,8 @@ BUILTIN_SPECS: dict[str, Path] = {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.
 ROLES = ("training", "test")
 DETREND_METHODS = ("linear", "highpass")
 NORMALIZATIONS = ("zscore", "psc")
+REPEAT_RULES = ("types", "previous")
+STIMULUS_SOURCES = ("column", "category")
 
 
 @dataclass(frozen=True)
@@ -43,12 +45,23 @@ class EventSelection:
         Values of ``type_column`` that mark a stimulus block.
     repeat_types : tuple of str
         Values that mark one-back repeat blocks (excluded unless ``include_repeats``).
+    repeats : {"types", "previous"}
+        How repeat blocks are recognised: by ``repeat_types`` (default), or, for one-back designs
+        whose repeats are ordinary stimulus rows, ``previous``: a block showing the same
+        stimulus as the block before it in the run.
     include_repeats : bool
         Keep repeat blocks as samples.
     stimulus_column : str
         Column holding the stimulus *name* (never a float id).
     stimulus_map : dict of str to str
         Optional mapping from the column's values to stimulus names (ds001506 imagery targets).
+    stimulus_from : {"column", "category"}
+        ``column`` (default): the column (after ``stimulus_map``) names the stimulus.
+        ``category``: the column names a category (an ImageNet synset such as ``n01443537``, or
+        its number ``1443537``), and the stimulus is the one image of that category in the test
+        set ``category_set`` (images named ``<synset>_<number>``).
+    category_set : str
+        The test set whose images ``stimulus_from = "category"`` picks from.
     no_image : tuple of str
         Stimulus names that have no image (e.g. a fixation target): kept as blocks, never resolved
         to an image or evaluated.
@@ -58,9 +71,12 @@ class EventSelection:
     type_column: str = "trial_type"
     block_types: tuple[str, ...] = ("stimulus",)
     repeat_types: tuple[str, ...] = ()
+    repeats: str = "types"
     include_repeats: bool = False
     stimulus_column: str = "stim_file"
     stimulus_map: Mapping[str, str] = field(default_factory=dict)
+    stimulus_from: str = "column"
+    category_set: str = ""
     no_image: tuple[str, ...] = ()
 
 
@@ -232,9 +248,12 @@ def _event_selection(reader: _Reader, base: EventSelection) -> EventSelection:
         type_column=reader.get("type_column", str, base.type_column),
         block_types=reader.strings("block_types", base.block_types),
         repeat_types=reader.strings("repeat_types", base.repeat_types),
+        repeats=reader.choice("repeats", REPEAT_RULES, base.repeats),
         include_repeats=reader.get("include_repeats", bool, base.include_repeats),
         stimulus_column=reader.get("stimulus_column", str, base.stimulus_column),
         stimulus_map={canonical_code(k): v for k, v in mapping.items()},
+        stimulus_from=reader.choice("stimulus_from", STIMULUS_SOURCES, base.stimulus_from),
+        category_set=reader.get("category_set", str, base.category_set),
         no_image=reader.strings("no_image", base.no_image),
     )
 
@@ -303,6 +322,17 @@ def parse_spec(data: Mapping[str, Any], source: str) -> DatasetSpec:
             filters=_filters(reader),
             events=_event_selection(reader, base_events),
         )
+    for name, set_spec in sets.items():
+        events = set_spec.events
+        if events.stimulus_from != "category":
+            continue
+        target = sets.get(events.category_set)
+        if target is None or target.role != "test" or target.events.stimulus_from == "category":
+            top.fail(
+                f'stimulus_from = "category" needs category_set = the name of a test set whose '
+                f"stimuli are images; got {events.category_set!r}",
+                f"sets.{name}",
+            )
     n_training = sum(s.role == "training" for s in sets.values())
     if n_training != 1:
         top.fail(f'needs exactly one set with role = "training", found {n_training}', "sets")

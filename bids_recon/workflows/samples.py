@@ -30,7 +30,12 @@ from bids_recon.fmri.samples import (
     standardize_by_training,
 )
 from bids_recon.io.atomic import atomic_write, atomic_write_json, private_path
-from bids_recon.io.events import check_blocks_in_run, events_to_blocks, read_events
+from bids_recon.io.events import (
+    check_blocks_in_run,
+    events_to_blocks,
+    read_events,
+    stimuli_from_categories,
+)
 from bids_recon.io.images import load_image, read_voxel_series
 from bids_recon.io.layout import RunFiles, find_mask_files
 from bids_recon.io.resume import file_identity, fingerprint, stage_lock
@@ -117,14 +122,19 @@ def collect_inputs(
             shape, affine, first = image.shape[:3], image.affine, run.bold
         elif image.shape[:3] != shape or not np.allclose(image.affine, affine, atol=1e-3):
             raise InputDataError(
-                f"{run.bold} is on another grid ({image.shape[:3]}) than {first} ({shape}); "
-                f"all runs of a participant must share one grid."
+                f"{run.bold} is on another grid ({image.shape[:3]}) than {first} ({shape}, or "
+                "another affine): the runs are not aligned, as raw runs of different sessions "
+                "never are (each session has its own head position). bids_recon samples voxels "
+                "as they are, so raw input must already be aligned. Preprocess first: run "
+                "fMRIPrep on the dataset, then add --derivatives fmriprep=PATH (--space T1w, "
+                "the default, keeps the native grid the ROI masks are drawn on)."
             )
         table = events_to_blocks(
             read_events(run.events), spec.sets[run.set_name].events, run.events
         )
         check_blocks_in_run(table, image.shape[3] * run.tr, run.events)
         blocks.append(table)
+    blocks = _map_categories(spec, runs, blocks)
     training = spec.training_set.events
     n_training = sum(
         len(b) for b, r in zip(blocks, runs, strict=True) if r.set_name == spec.training_set.name
@@ -164,6 +174,23 @@ def collect_inputs(
         names_by_set.setdefault(run.set_name, set()).update(names)
     stimulus_files = index.resolve_all(names_by_set)
     return ParticipantInputs(label, runs, blocks, roi_masks, mask_files, stimulus_files)
+
+
+def _map_categories(
+    spec: DatasetSpec, runs: list[RunFiles], blocks: list[pd.DataFrame]
+) -> list[pd.DataFrame]:
+    """Blocks of sets with ``stimulus_from = "category"`` labelled by their category's image."""
+    names: dict[str, list[str]] = {}
+    for run, table in zip(runs, blocks, strict=True):
+        names.setdefault(run.set_name, []).extend(table["stimulus"])
+    out = []
+    for run, table in zip(runs, blocks, strict=True):
+        selection = spec.sets[run.set_name].events
+        if selection.stimulus_from == "category":
+            images = names.get(selection.category_set, [])
+            table = stimuli_from_categories(table, images, selection, run.events)
+        out.append(table)
+    return out
 
 
 def _warn_test_in_training(
