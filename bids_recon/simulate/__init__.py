@@ -16,12 +16,14 @@ import json
 import logging
 import shutil
 import sys
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from bids_recon import __version__
@@ -162,8 +164,22 @@ def make_stimuli(root: Path, size: SimulationSize, seed: int) -> StimulusSet:
     )
 
 
-def _write_nifti(data: np.ndarray, path: Path, dtype: type, tr: float | None = None) -> None:
+def _write_nifti(
+    data: np.ndarray,
+    path: Path,
+    dtype: type,
+    tr: float | None = None,
+    shift: tuple[int, int, int] = (0, 0, 0),
+) -> None:
+    """Write a NIfTI on the simulation grid.
+
+    ``shift`` moves the content by whole voxels and the affine by the opposite amount, so the
+    brain stays where it is in world space (a head position in the scanner).
+    """
     affine = np.diag([VOXEL_MM, VOXEL_MM, VOXEL_MM, 1.0])
+    if any(shift):
+        data = np.roll(data, shift, axis=(0, 1, 2))
+        affine[:3, 3] = -VOXEL_MM * np.asarray(shift, dtype=float)
     image = nib.Nifti1Image(data.astype(dtype), affine)
     image.header.set_xyzt_units("mm", "sec")
     if tr is not None:
@@ -201,8 +217,10 @@ class _Subject:
         fields: np.ndarray,
         seed: int,
         root: Path,
+        fmriprep: bool = False,
     ):
         self.label, self.size, self.stimuli, self.root = label, size, stimuli, root
+        self.fmriprep = fmriprep
         self.rng = np.random.default_rng([seed, 100 + index])
         self.anatomy = anat.make_anatomy(size.grid, self.rng)
         self.brain_ijk = np.argwhere(self.anatomy.brain)
@@ -261,7 +279,10 @@ class _Subject:
         volume[tuple(self.brain_ijk.T)] = series.T
         stem = f"sub-{self.label}_ses-{session}_task-{task}_run-{run:02d}"
         func = self.root / f"sub-{self.label}" / f"ses-{session}" / "func"
-        _write_nifti(np.round(volume), func / f"{stem}_bold.nii.gz", np.int16, tr=TR)
+        shift = _head_position(session) if self.fmriprep else (0, 0, 0)
+        _write_nifti(np.round(volume), func / f"{stem}_bold.nii.gz", np.int16, TR, shift)
+        if self.fmriprep:
+            self.write_fmriprep_run(session, stem, task, volume)
         _write_json(
             func / f"{stem}_bold.json",
             {
@@ -273,6 +294,55 @@ class _Subject:
             },
         )
         events.to_csv(func / f"{stem}_events.tsv", sep="\t", index=False)
+
+    def write_fmriprep_run(self, session: str, stem: str, task: str, volume: np.ndarray) -> None:
+        """Write fMRIPrep-like outputs of one run.
+
+        The BOLD aligned to the T1w (the masks' grid), its brain mask, confounds (24 motion
+        parameters, CSF, white matter, global signal, framewise displacement) and the sidecars
+        fMRIPrep writes.
+        """
+        func = (
+            self.root / "derivatives" / "fmriprep" / f"sub-{self.label}" / f"ses-{session}"
+            / "func"
+        )  # fmt: skip
+        prefix = func / f"{stem}_space-T1w"
+        _write_nifti(volume.astype(np.float32), Path(f"{prefix}_desc-preproc_bold.nii.gz"),
+                     np.float32, tr=TR)  # fmt: skip
+        _write_json(
+            Path(f"{prefix}_desc-preproc_bold.json"),
+            {
+                "RepetitionTime": TR,
+                "SkullStripped": False,
+                "SliceTimingCorrected": False,
+                "TaskName": task,
+            },
+        )
+        _write_nifti(self.anatomy.brain, Path(f"{prefix}_desc-brain_mask.nii.gz"), np.uint8)
+        _write_json(Path(f"{prefix}_desc-brain_mask.json"), {"Type": "Brain"})
+        n = volume.shape[3]
+        columns: dict[str, np.ndarray] = {}
+        for name in ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"):
+            scale = 0.05 if name.startswith("trans") else 0.001
+            trace = np.cumsum(self.rng.normal(0, scale, n))
+            derivative = np.r_[np.nan, np.diff(trace)]
+            columns |= {
+                name: trace,
+                f"{name}_derivative1": derivative,
+                f"{name}_power2": trace**2,
+                f"{name}_derivative1_power2": derivative**2,
+            }
+        brain = volume[self.anatomy.brain]
+        columns |= {
+            "global_signal": brain.mean(axis=0),
+            "csf": self.rng.normal(1000, 5, n),
+            "white_matter": self.rng.normal(1000, 5, n),
+            "framewise_displacement": np.r_[np.nan, self.rng.uniform(0.01, 0.1, n - 1)],
+        }
+        table = pd.DataFrame(columns)
+        confounds = func / f"{stem}_desc-confounds_timeseries.tsv"
+        table.to_csv(confounds, sep="\t", index=False, na_rep="n/a", float_format="%.6g")
+        _write_json(confounds.with_suffix(".json"), {c: {} for c in columns})
 
     def write_masks(self) -> None:
         anat_dir = self.root / "sourcedata" / f"sub-{self.label}" / "anat"
@@ -286,6 +356,15 @@ class _Subject:
             voxel_ijk=self.brain_ijk,
             responses=self.responses.astype(np.float32),
         )
+
+
+def _head_position(session: str) -> tuple[int, int, int]:
+    """A session's head position in whole voxels (never zero), the same on every machine."""
+    rng = np.random.default_rng(zlib.crc32(session.encode()))
+    shift = (0, 0, 0)
+    while not any(shift):
+        shift = tuple(int(v) for v in rng.integers(-2, 3, 3))
+    return shift
 
 
 def _sessions(prefix: str, n_runs: int, runs_per_session: int) -> list[tuple[str, int]]:
@@ -420,11 +499,17 @@ def simulate_dataset(
     seed: int = 0,
     size: str = "small",
     train_presentations: int | None = None,
+    fmriprep: bool = False,
 ) -> Path:
     """Generate the simulated dataset at ``out``; returns ``out``.
 
     ``train_presentations`` (default: the size's, 1) shows every training image that many
     times, each time in another run, as ds001506 shows each of its training images 5 times.
+
+    With ``fmriprep``, the raw runs are written as a scanner gives them: each session with its
+    own head position (content and affine moved by whole voxels), so raw runs of different
+    sessions are not aligned; ``derivatives/fmriprep/`` holds what fMRIPrep would make of them
+    (``space-T1w_desc-preproc_bold`` on the masks' grid, brain masks, confounds, sidecars).
 
     Raises
     ------
@@ -472,11 +557,23 @@ def simulate_dataset(
         labels = [f"{k:02d}" for k in range(1, n_subjects + 1)]
         for index, label in enumerate(progress(labels, "subjects")):
             LOGGER.info("Simulating sub-%s", label)
-            subject = _Subject(label, index, dims, stimuli, fields, seed, staging)
+            subject = _Subject(label, index, dims, stimuli, fields, seed, staging, fmriprep)
             _simulate_subject(
                 subject, dims, stimuli, imagery_map, set(imagery.no_image), release_synsets
             )
         _write_dataset_files(staging, labels, seed, size)
+        if fmriprep:
+            _write_json(
+                staging / "derivatives" / "fmriprep" / "dataset_description.json",
+                {
+                    "Name": "fMRIPrep outputs (simulated by bids_recon-simulate)",
+                    "BIDSVersion": "1.10.0",
+                    "DatasetType": "derivative",
+                    "GeneratedBy": [
+                        {"Name": "fMRIPrep", "Description": "simulated by bids_recon-simulate"}
+                    ],
+                },
+            )
         if out.exists():
             out.rmdir()
         staging.rename(out)
@@ -511,12 +608,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="N",
         help="show each training image N times, each time in another run (ds001506: 5; default: 1)",
     )
+    parser.add_argument(
+        "--fmriprep",
+        action="store_true",
+        help="raw runs with a head position per session (not aligned) and the aligned "
+        "fMRIPrep-like outputs under derivatives/fmriprep",
+    )
     parser.add_argument("--version", action="version", version=f"bids_recon v{__version__}")
     args = parser.parse_args(argv)
     setup_logging(0)
     try:
         path = simulate_dataset(
-            args.out, args.subjects, args.seed, args.size, args.train_presentations
+            args.out, args.subjects, args.seed, args.size, args.train_presentations, args.fmriprep
         )
     except BidsReconError as err:
         LOGGER.error("%s", err)

@@ -121,13 +121,17 @@ def collect_inputs(
         if shape is None:
             shape, affine, first = image.shape[:3], image.affine, run.bold
         elif image.shape[:3] != shape or not np.allclose(image.affine, affine, atol=1e-3):
+            what = (
+                "another affine (head position in the scanner)"
+                if image.shape[:3] == shape
+                else f"another grid ({image.shape[:3]} voxels, {shape} there)"
+            )
             raise InputDataError(
-                f"{run.bold} is on another grid ({image.shape[:3]}) than {first} ({shape}, or "
-                "another affine): the runs are not aligned, as raw runs of different sessions "
-                "never are (each session has its own head position). bids_recon samples voxels "
-                "as they are, so raw input must already be aligned. Preprocess first: run "
-                "fMRIPrep on the dataset, then add --derivatives fmriprep=PATH (--space T1w, "
-                "the default, keeps the native grid the ROI masks are drawn on)."
+                f"{run.bold} has {what} than {first}: the runs are not aligned, as raw runs of "
+                "different sessions never are. bids_recon samples voxels as they are, so raw "
+                "input must already be aligned. Preprocess first: run fMRIPrep on the dataset, "
+                "then add --derivatives fmriprep=PATH (--space T1w, the default, keeps the "
+                "native grid the ROI masks are drawn on)."
             )
         table = events_to_blocks(
             read_events(run.events), spec.sets[run.set_name].events, run.events
