@@ -493,6 +493,10 @@ def _check_inputs(values: dict[str, Any]) -> None:
             if not path.exists():
                 flag = option.replace("_", "-")
                 raise MissingInputError(f"--{flag} {name}: path not found: {path}")
+    if {"fmriprep", "bdata"} <= set(values.get("derivatives", {})):
+        raise UsageError(
+            "--derivatives fmriprep=... and bdata=... are two sources of the same data: give one"
+        )
     if values.get("confounds") and "fmriprep" not in values.get("derivatives", {}):
         raise UsageError("--confounds needs fMRIPrep outputs: add --derivatives fmriprep=PATH")
     if values.get("bids_filter_file") is not None:

@@ -30,7 +30,7 @@ def test_absent_test_sets_are_skipped_with_a_warning_and_all_stages_run(natural_
     out = tmp_path / "out"
     log = next((out / "logs").glob("bids_recon-*.log")).read_text()
     for name in ("artificial", "letters", "imagery"):
-        assert f"test set '{name}' skipped: it has no runs" in log
+        assert f"test set '{name}' skipped: it has no data" in log
     report = (out / "sub-01.html").read_text()
     assert "test set &#39;imagery&#39; skipped" in report or "test set 'imagery' skipped" in report
     recon = sorted(p.name for p in (out / "sub-01" / "recon").glob("*.png"))

@@ -82,12 +82,17 @@ class EventSelection:
 
 @dataclass(frozen=True)
 class SetSpec:
-    """One named set of runs: the training set or a test set."""
+    """One named set of runs: the training set or a test set.
+
+    ``bdata`` is the tag of the set's file among the lab's preprocessed files
+    (``sub-<label>_<bdata>_*.h5``, read with ``--derivatives bdata=DIR``).
+    """
 
     name: str
     role: str
     filters: Mapping[str, str]
     events: EventSelection
+    bdata: str = ""
 
 
 @dataclass(frozen=True)
@@ -168,7 +173,7 @@ class DatasetSpec:
 
 _TOP_KEYS = {"name", "description", "detect", "fmri", "events", "sets", "rois", "stimuli"}
 _EVENT_KEYS = {f for f in EventSelection.__dataclass_fields__}
-_SET_KEYS = {"role", "filters"} | _EVENT_KEYS
+_SET_KEYS = {"role", "filters", "bdata"} | _EVENT_KEYS
 _FMRI_KEYS = set(FmriSpec.__dataclass_fields__)
 _ROI_KEYS = set(RoiSpec.__dataclass_fields__)
 _STIMULI_KEYS = {"extensions"}
@@ -321,6 +326,7 @@ def parse_spec(data: Mapping[str, Any], source: str) -> DatasetSpec:
             role=reader.choice("role", ROLES, "test"),
             filters=_filters(reader),
             events=_event_selection(reader, base_events),
+            bdata=reader.get("bdata", str, ""),
         )
     for name, set_spec in sets.items():
         events = set_spec.events

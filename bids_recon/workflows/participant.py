@@ -21,15 +21,12 @@ from bids_recon.log import add_log_file, collect_warnings, remove_log_file
 from bids_recon.reports.participant import write_participant_report
 from bids_recon.runtime import configure_runtime, resolve_device
 from bids_recon.specs import DatasetSpec, resolve_spec
+from bids_recon.workflows.bdata import collect_bdata_inputs
 from bids_recon.workflows.decode import run_decode_stage
 from bids_recon.workflows.evaluate import evaluate_reconstructions
 from bids_recon.workflows.recon import recon_network, run_recon_stage
 from bids_recon.workflows.resources import fit_to_memory
-from bids_recon.workflows.samples import (
-    ParticipantInputs,
-    collect_inputs,
-    run_samples_stage,
-)
+from bids_recon.workflows.samples import SampleInputs, collect_inputs, run_samples_stage
 
 LOGGER = logging.getLogger(__name__)
 
@@ -115,8 +112,16 @@ def run_participant_level(config: Config) -> None:
 
 def collect_all_inputs(
     config: Config, spec: DatasetSpec, labels: list[str]
-) -> dict[str, ParticipantInputs]:
-    """Select and check the inputs of every participant before any work starts."""
+) -> dict[str, SampleInputs]:
+    """Select and check the inputs of every participant before any work starts.
+
+    The inputs are the BOLD runs of the dataset (raw, or fMRIPrep's with
+    ``--derivatives fmriprep=PATH``), or the lab's preprocessed files with
+    ``--derivatives bdata=DIR``.
+    """
+    if "bdata" in config.derivatives:
+        folder = config.derivatives["bdata"]
+        return {label: collect_bdata_inputs(config, spec, label, folder) for label in labels}
     layout = build_layout(config.bids_dir, config.bids_database_dir, labels)
     query = read_filter_file(config.bids_filter_file) if config.bids_filter_file else None
     inputs = {}
@@ -145,7 +150,7 @@ def run_participant(
     spec: DatasetSpec,
     label: str,
     device: str,
-    inputs: ParticipantInputs | None,
+    inputs: SampleInputs | None,
 ) -> None:
     """Run the requested stages for ``sub-<label>`` and write its report.
 
@@ -155,9 +160,9 @@ def run_participant(
     with collect_warnings() as messages:
         status: dict[str, str] = {}
         if inputs is not None:
-            present = {run.set_name for run in inputs.runs}
+            present = {set_name for set_name, _ in inputs.sample_stimuli()}
             for absent in [s.name for s in spec.test_sets if s.name not in present]:
-                LOGGER.warning("sub-%s: test set '%s' skipped: it has no runs", label, absent)
+                LOGGER.warning("sub-%s: test set '%s' skipped: it has no data", label, absent)
             spec = spec.with_sets(present)
             sample_set = run_samples_stage(config, spec, inputs)
             update_stimuli_table(

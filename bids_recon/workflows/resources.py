@@ -21,10 +21,10 @@ from bids_recon.memory import (
 )
 from bids_recon.specs import DatasetSpec
 from bids_recon.workflows.recon import recon_network
-from bids_recon.workflows.samples import ParticipantInputs
+from bids_recon.workflows.samples import SampleInputs
 
 
-def fit_to_memory(config: Config, spec: DatasetSpec, inputs: list[ParticipantInputs]) -> Config:
+def fit_to_memory(config: Config, spec: DatasetSpec, inputs: list[SampleInputs]) -> Config:
     """Check the decode and reconstruction stages' memory estimates against the limit.
 
     The limit is ``--mem``, else the job's cgroup or physical memory. Batch sizes are lowered
@@ -74,24 +74,16 @@ def fit_to_memory(config: Config, spec: DatasetSpec, inputs: list[ParticipantInp
     return config
 
 
-def decode_sizes(inputs: ParticipantInputs, training: str, units: dict[str, int]) -> DecodeSizes:
+def decode_sizes(inputs: SampleInputs, training: str, units: dict[str, int]) -> DecodeSizes:
     """The decode stage's sizes for one participant, from its checked inputs."""
-    train_names = [
-        name
-        for run, table in zip(inputs.runs, inputs.blocks, strict=True)
-        if run.set_name == training
-        for name in table["stimulus"]
-    ]
-    test = {
-        (run.set_name, name)
-        for run, table in zip(inputs.runs, inputs.blocks, strict=True)
-        if run.set_name != training
-        for name in table["stimulus"]
-    }
+    samples = inputs.sample_stimuli()
+    train_names = [name for set_name, name in samples if set_name == training]
+    test = {(set_name, name) for set_name, name in samples if set_name != training}
+    roi_voxels = inputs.roi_voxels()
     return DecodeSizes(
         n_samples=len(train_names),
         n_images=len(set(train_names)),
-        n_test=len(test) * len(inputs.roi_masks),  # the ROIs are decoded together
-        n_voxels=max(int(mask.sum()) for mask in inputs.roi_masks.values()),
+        n_test=len(test) * len(roi_voxels),  # the ROIs are decoded together
+        n_voxels=max(roi_voxels.values()),
         units=units,
     )

@@ -15,6 +15,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -59,6 +60,25 @@ BLOCKS_TABLE_COLUMNS = {
 }
 
 
+class SampleInputs(Protocol):
+    """What the stages need of a participant's checked inputs, whatever their source."""
+
+    label: str
+    stimulus_files: dict[str, Path]
+
+    def sample_stimuli(self) -> list[tuple[str, str]]:
+        """(set, stimulus) of every sample (block)."""
+
+    def roi_voxels(self) -> dict[str, int]:
+        """Voxels of each analysed ROI."""
+
+    def samples_key(self, config: Config, spec: DatasetSpec) -> str:
+        """Hash of everything the samples depend on (the work-folder cache key)."""
+
+    def compute(self, config: Config, spec: DatasetSpec) -> SampleSet:
+        """The samples."""
+
+
 @dataclass(frozen=True)
 class ParticipantInputs:
     """Checked inputs of one participant, before any BOLD data is read."""
@@ -69,6 +89,26 @@ class ParticipantInputs:
     roi_masks: dict[str, np.ndarray]  # analysed ROI -> boolean mask on the BOLD grid
     mask_files: dict[str, list[Path]]
     stimulus_files: dict[str, Path]
+
+    def sample_stimuli(self) -> list[tuple[str, str]]:
+        """(set, stimulus) of every block."""
+        return [
+            (run.set_name, name)
+            for run, table in zip(self.runs, self.blocks, strict=True)
+            for name in table["stimulus"]
+        ]
+
+    def roi_voxels(self) -> dict[str, int]:
+        """Voxels of each analysed ROI."""
+        return {name: int(mask.sum()) for name, mask in self.roi_masks.items()}
+
+    def samples_key(self, config: Config, spec: DatasetSpec) -> str:
+        """The work-folder cache key of the samples (:func:`cache_key`)."""
+        return cache_key(config, spec, self)
+
+    def compute(self, config: Config, spec: DatasetSpec) -> SampleSet:
+        """The samples, from the BOLD runs (:func:`compute_samples`)."""
+        return compute_samples(config, spec, self)
 
 
 @dataclass(frozen=True)
@@ -289,16 +329,42 @@ def compute_samples(config: Config, spec: DatasetSpec, inputs: ParticipantInputs
             )
         )
     blocks = pd.concat(tables, ignore_index=True)
-    everything = np.concatenate(rows)
+    roi_columns = {name: mask[tuple(voxels.T)] for name, mask in inputs.roi_masks.items()}
+    return assemble_samples(spec, inputs.label, blocks, np.concatenate(rows), voxels, roi_columns)
+
+
+def assemble_samples(
+    spec: DatasetSpec,
+    label: str,
+    blocks: pd.DataFrame,
+    everything: np.ndarray,
+    voxels: np.ndarray,
+    roi_columns: dict[str, np.ndarray],
+) -> SampleSet:
+    """Standardize block samples with training statistics and average test repetitions.
+
+    Parameters
+    ----------
+    blocks : DataFrame
+        One row per sample with ``set``, ``stimulus`` and ``run_index`` (the CV group).
+    everything : ndarray, shape (n_samples, n_voxels)
+    voxels : ndarray, shape (n_voxels, 3)
+        Where each voxel is (grid indices, or BData positions).
+    roi_columns : dict of str to ndarray of bool
+        Per ROI, which of the voxels belong to it.
+
+    Raises
+    ------
+    InputDataError
+        No voxel varies over the training blocks.
+    """
     is_train = (blocks["set"] == spec.training_set.name).to_numpy()
     mean, sd, keep = standardize_by_training(everything[is_train])
     dropped = int((~keep).sum())
     if dropped:
-        LOGGER.info(
-            "sub-%s: dropped %d zero-variance voxel(s) of %d", inputs.label, dropped, len(keep)
-        )
+        LOGGER.info("sub-%s: dropped %d zero-variance voxel(s) of %d", label, dropped, len(keep))
     if not keep.any():
-        raise InputDataError(f"sub-{inputs.label}: no ROI voxel varies over the training blocks.")
+        raise InputDataError(f"sub-{label}: no ROI voxel varies over the training blocks.")
     standardized = ((everything[:, keep] - mean[keep]) / sd[keep]).astype(np.float32)
 
     samples: dict[str, np.ndarray] = {}
@@ -311,14 +377,12 @@ def compute_samples(config: Config, spec: DatasetSpec, inputs: ParticipantInputs
         else:
             unique, averaged = average_by_label(standardized[in_set], names)
             samples[set_spec.name], stimuli[set_spec.name] = averaged.astype(np.float32), unique
-    kept = voxels[keep]
-    rois = {name: mask[tuple(kept.T)] for name, mask in inputs.roi_masks.items()}
     return SampleSet(
         samples,
         stimuli,
         blocks.loc[is_train, "run_index"].to_numpy(),
-        kept,
-        rois,
+        voxels[keep],
+        {name: columns[keep] for name, columns in roi_columns.items()},
         blocks.drop(columns="run_index"),
     )
 
@@ -399,16 +463,20 @@ def write_blocks_table(output_dir: Path, label: str, blocks: pd.DataFrame) -> Pa
     return path
 
 
-def run_samples_stage(config: Config, spec: DatasetSpec, inputs: ParticipantInputs) -> SampleSet:
-    """Compute (or load from the work-folder cache) the samples and write the blocks table."""
-    key = cache_key(config, spec, inputs)
+def run_samples_stage(config: Config, spec: DatasetSpec, inputs: SampleInputs) -> SampleSet:
+    """Compute (or load from the work-folder cache) the samples and write the blocks table.
+
+    ``inputs`` are BOLD runs (:class:`ParticipantInputs`) or the lab's preprocessed files
+    (``workflows/bdata.py``); each knows its cache key and how to compute its samples.
+    """
+    key = inputs.samples_key(config, spec)
     folder = config.work_dir / f"sub-{inputs.label}" / "samples" / key
     with stage_lock(config.work_dir, inputs.label, "samples"):
         if (folder / "samples.npz").is_file():
             LOGGER.info("sub-%s: samples loaded from the cache %s", inputs.label, folder)
             sample_set = _load(folder)
         else:
-            sample_set = dataclasses.replace(compute_samples(config, spec, inputs), key=key)
+            sample_set = dataclasses.replace(inputs.compute(config, spec), key=key)
             _save(sample_set, folder)
     shapes = ", ".join(f"{k} {v.shape[0]}x{v.shape[1]}" for k, v in sample_set.samples.items())
     LOGGER.info("sub-%s: samples (rows x voxels): %s", inputs.label, shapes)
