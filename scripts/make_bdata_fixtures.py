@@ -34,15 +34,18 @@ TEST = [f"n0{2000000 + 333 * k:07d}_{2000 + k}" for k in range(5)]
 
 
 def stimulus_id(name: str) -> float:
+    """The lab's float id of an ImageNet name: synset number, then the image number."""
     synset, number = name.split("_")
     return float(f"{int(synset[1:])}.{int(number):06d}")
 
 
 def pattern(name: str) -> np.ndarray:
+    """The voxel pattern an image evokes (fixed per image)."""
     return np.random.RandomState(int(stimulus_id(name) * 1e6) % 2**31).normal(size=N_VOXELS)
 
 
 def write(path: Path, rows: list[tuple[int, int, str]], rng, names_vmap: bool) -> None:
+    """One BData file of (run, block, stimulus) rows."""
     data = BData()
     voxels = np.stack([pattern(name) for _, _, name in rows]) + 0.5 * rng.normal(
         size=(len(rows), N_VOXELS)
@@ -66,6 +69,7 @@ def write(path: Path, rows: list[tuple[int, int, str]], rng, names_vmap: bool) -
 
 
 def main() -> None:
+    """Write the training and test files into the folder given as the argument."""
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.RandomState(0)
