@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,11 +31,14 @@ from bids_recon.errors import (
     AnalysisLevelError,
     BidsReconError,
     MissingInputError,
+    Terminated,
     UsageError,
+    stopped_by,
 )
-from bids_recon.io.layout import read_filter_file
+from bids_recon.io.layout import read_filter_file, select_participants
 from bids_recon.io.reference_sd import read_reference_sd
 from bids_recon.log import setup_logging
+from bids_recon.specs import resolve_spec
 
 LOGGER = logging.getLogger("bids_recon.cli")
 
@@ -541,21 +546,29 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
     return build_config(values)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def run_guarded(body: Callable[[], None]) -> int:
     """Run a command's body; map failures to exit codes (README's table) without tracebacks.
 
-    A :class:`BidsReconError` prints its message (its traceback only with ``-v``), an
-    interruption exits 130 and anything unexpected exits 1 with the traceback.
+    A :class:`BidsReconError` prints its message (its traceback only with ``-v``); SIGINT exits
+    130 and SIGTERM 143, each with one line; anything unexpected exits 1 with the traceback.
+    The workflows remove their temporary files on the way out.
     """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         body()
     except BidsReconError as err:
         LOGGER.error("%s", err)
         LOGGER.debug("Traceback:", exc_info=True)
         return err.exit_code
-    except KeyboardInterrupt:
-        LOGGER.error("Interrupted.")
-        return 130
+    except (KeyboardInterrupt, Terminated) as err:
+        if not getattr(err, "logged", False):  # the participant level logs it into its log file
+            LOGGER.error("%s; a rerun resumes.", stopped_by(err))
+        return 130 if isinstance(err, KeyboardInterrupt) else Terminated.exit_code
     except Exception:  # unexpected: full traceback, generic failure code
         LOGGER.exception("bids_recon failed with an unexpected error")
         return 1
@@ -570,6 +583,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = parse_config(argv)
         setup_logging(config.verbose)
         if config.analysis_level == "participant":
+            # cheap checks first: the workflow's imports (torch, nilearn, pybids) take seconds
+            resolve_spec(config.dataset_spec, config.bids_dir)
+            select_participants(config.bids_dir, config.participant_label)
             from bids_recon.workflows.participant import run_participant_level
 
             run_participant_level(config)

@@ -61,6 +61,21 @@ class TemporaryFailureError(BidsReconError):
     exit_code = 75
 
 
+class Terminated(BaseException):
+    """SIGTERM (a scheduler's time limit, ``docker stop``), raised by the signal handler.
+
+    A BaseException, as KeyboardInterrupt for SIGINT, so that it ends the run instead of being
+    handled as one participant's failure.
+    """
+
+    exit_code = 143
+
+
+def stopped_by(err: BaseException) -> str:
+    """What stopped a run, for its one log line: ``Interrupted (SIGINT)`` or ``Terminated``."""
+    return "Interrupted (SIGINT)" if isinstance(err, KeyboardInterrupt) else "Terminated (SIGTERM)"
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "failure (unexpected error; see logs/)",
@@ -73,4 +88,6 @@ EXIT_CODES: dict[int, str] = {
     66: "required input missing or unreadable",
     73: "output or work directory cannot be created",
     75: "temporary failure (e.g. CUDA out of memory); retry with other resources",
+    130: "interrupted (SIGINT, Ctrl-C); temporary files removed, a rerun resumes",
+    143: "terminated (SIGTERM, e.g. a job's time limit); temporary files removed, a rerun resumes",
 }

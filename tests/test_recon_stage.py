@@ -138,6 +138,35 @@ def test_group_reports_a_partial_participant(reconstructed, tmp_path):
     assert "sub-02" in html and "reconstruction, decoding" in html
 
 
+@pytest.mark.parametrize(
+    ("table", "damage"),
+    [
+        ("reconsummary", lambda text: text[: len(text) // 2]),  # truncated mid-line
+        ("featdecoding", lambda text: "garbage\x00\x01 not a table"),
+        ("reconsummary", lambda text: text.replace("\t0.", "\tabc", 1)),  # a value not a number
+    ],
+)
+def test_group_leaves_out_an_unreadable_participant_table(
+    reconstructed, tmp_path, table, damage, caplog
+):
+    out = tmp_path / "out"
+    shutil.copytree(reconstructed / "out", out)
+    shutil.copytree(out / "sub-01", out / "sub-02")
+    path = out / "sub-02" / "func" / f"sub-01_desc-{table}_eval.tsv"
+    target = path.with_name(path.name.replace("sub-01", "sub-02"))
+    for tsv in (out / "sub-02" / "func").glob("sub-01_*"):
+        tsv.rename(tsv.with_name(tsv.name.replace("sub-01", "sub-02")))
+    target.write_text(damage(target.read_text()))
+    assert main([str(tmp_path / "no_bids"), str(out), "group"]) == 0
+    assert f"{target}:" in caplog.text and "unreadable" in caplog.text
+    group = pd.read_csv(
+        out / f"group_desc-{'recon' if 'recon' in table else 'featdecoding'}_eval.tsv", sep="\t"
+    )
+    assert "sub-01" in set(group["participant_id"]) and "sub-02" not in set(group["participant_id"])
+    html = (out / "group.html").read_text()
+    assert "unreadable (left out)" in html
+
+
 def test_outputs_and_simulated_input_pass_the_bids_validator(reconstructed, simulated_dataset):
     validator = find_validator()
     if validator is None:

@@ -48,7 +48,7 @@ def load_batch(
         try:
             with Image.open(path) as image:
                 return network.preprocessing.image_to_tensor(image)
-        except OSError as err:
+        except (OSError, Image.DecompressionBombError) as err:
             raise InputDataError(f"Stimulus image {path} cannot be read: {err}") from err
 
     return torch.stack(list(pool.map(read, paths) if pool else map(read, paths)))

@@ -53,6 +53,19 @@ def mask_on_grid(
     return mask
 
 
+def fraction_outside(
+    image: nib.Nifti1Image, shape: tuple[int, int, int], affine: np.ndarray
+) -> float:
+    """Fraction of a mask's voxels whose centres fall outside the BOLD field of view."""
+    ijk = np.argwhere(np.nan_to_num(np.asarray(image.dataobj, dtype=float)) > 0)
+    if not len(ijk):
+        return 0.0
+    world = nib.affines.apply_affine(image.affine, ijk)
+    on_grid = np.rint(nib.affines.apply_affine(np.linalg.inv(affine), world))
+    inside = ((on_grid >= 0) & (on_grid < np.asarray(shape))).all(axis=1)
+    return float(1.0 - inside.mean())
+
+
 def combine_masks(masks: Sequence[np.ndarray]) -> np.ndarray:
     """Union of boolean masks (hemispheres, dorsal/ventral parts)."""
     return np.logical_or.reduce(list(masks))

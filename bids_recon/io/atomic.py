@@ -61,13 +61,17 @@ def private_path(path: Path) -> Path:
     return path.with_name(f"{private_prefix(path)}{uuid.uuid4().hex[:8]}.tmp")
 
 
-def _writer_is_dead(name: str) -> bool:
-    """Whether a temporary ``.<name>.<host>-<pid>-<random>.tmp`` was left by a dead process here."""
+def _writer_pid(name: str) -> int | None:
+    """The writer of a temporary ``.<name>.<host>-<pid>-<random>.tmp`` if it ran on this host."""
     head, _, pid = name.removesuffix(".tmp").rpartition("-")[0].rpartition("-")
     if not pid.isdigit() or not head.endswith(f".{socket.gethostname()}"):
-        return False  # another machine's (or an unknown) writer: leave it
+        return None  # another machine's (or an unknown) writer: leave it
+    return int(pid)
+
+
+def _is_dead(pid: int) -> bool:
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except OSError:  # alive, owned by someone else
@@ -75,8 +79,11 @@ def _writer_is_dead(name: str) -> bool:
     return False
 
 
-def remove_orphans(root: Path) -> int:
+def remove_orphans(root: Path, mine: bool = False) -> int:
     """Delete temporary files and folders below ``root`` left by killed processes of this host.
+
+    With ``mine``, delete this process's own instead (after a failure or a signal, so that an
+    interrupted run leaves nothing behind, not even sparse files on a full disk).
 
     Returns
     -------
@@ -85,7 +92,8 @@ def remove_orphans(root: Path) -> int:
     """
     removed = 0
     for path in sorted(root.rglob(".*.tmp")) if root.is_dir() else []:
-        if _writer_is_dead(path.name):
+        pid = _writer_pid(path.name)
+        if pid is not None and (pid == os.getpid() if mine else _is_dead(pid)):
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:

@@ -291,11 +291,8 @@ def select_runs(
             and (not query or _query_matches(entities, query))
         )
 
-    func = {"subject": subject, "datatype": "func"}
-    bolds = sorted(
-        Path(f.path) for f in layout.get(**func, suffix="bold", extension=[".nii.gz", ".nii"])
-    )
-    events = sorted(Path(f.path) for f in layout.get(**func, suffix="events", extension=".tsv"))
+    bolds = functional_files(layout, subject, "bold", [".nii.gz", ".nii"])
+    events = functional_files(layout, subject, "events", ".tsv")
     runs: list[RunFiles] = []
     for set_spec in spec.sets.values():
         orphans = [e for e in events if wanted(e, set_spec) and not _bold_of(e)]
@@ -311,6 +308,26 @@ def select_runs(
             )
         runs.extend(_run_files(layout, set_spec.name, b, fmriprep_dir, space) for b in selected)
     return runs
+
+
+def functional_files(
+    layout: Any, subject: str, suffix: str, extension: str | list[str] | None = None
+) -> list[Path]:
+    """The files of ``sub-<subject>`` in a ``func`` folder with ``suffix``, sorted.
+
+    The folder is checked on the path below the dataset root: pybids' ``datatype`` entity is
+    read from the whole path, so a dataset stored under a folder named like a datatype
+    (``/scratch/perf/ds``) would otherwise select nothing.
+    """
+    query = {"subject": subject, "suffix": suffix}
+    if extension is not None:
+        query["extension"] = extension
+    root = Path(layout.root)
+    return sorted(
+        path
+        for path in (Path(f.path) for f in layout.get(**query))
+        if path.relative_to(root).parent.name == "func"
+    )
 
 
 def _bold_of(events: Path) -> Path | None:
@@ -339,7 +356,9 @@ def _nothing_selected(
         extra.append(f"--task-id {' '.join(sorted(tasks))}")
     if query:
         extra.append(f"filter file {dict(query)}")
-    have_sessions = layout.get_sessions(subject=subject, datatype="func") or ["(none)"]
+    have_sessions = {
+        _file_entities(path).get("ses", "") for path in functional_files(layout, subject, "bold")
+    } - {""} or ["(none)"]
     have_tasks = layout.get_tasks(subject=subject) or ["(none)"]
     return (
         f"No BOLD runs of sub-{subject} match set '{set_spec.name}' (spec filters: {filters}"

@@ -7,6 +7,7 @@ with labels reduced to letters and digits; the original names are kept in the JS
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -150,9 +151,9 @@ def update_stimuli_table(
                     "stim_label": labels[name],
                     "stimulus_name": name,
                     "set": set_name,
-                    "source_path": str(image.resolve().relative_to(stimuli_dir.resolve()))
-                    if image
-                    else None,
+                    # the name below the folder, not a link's target (DataLad/git-annex
+                    # datasets link every file into an annex outside the folder)
+                    "source_path": os.path.relpath(image, stimuli_dir.resolve()) if image else None,
                     "sha256": _sha256(image) if image else None,
                 }
             )

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from bids_recon.errors import MissingInputError
+from bids_recon.errors import InputDataError, MissingInputError
 
 # Stimulus names that are category labels rather than images: ImageNet synsets or their numbers.
 CATEGORY_LIKE = re.compile(r"[nN]?\d{5,}(\.0+)?")
@@ -92,3 +92,43 @@ class StimulusIndex:
                 + "".join(hints)
             )
         return found
+
+
+MAX_PIXELS = 89_478_485  # Pillow's own limit (a 0.25 GB RGB image); larger is a decompression bomb
+
+
+def check_image_headers(paths: Iterable[Path]) -> None:
+    """Open every image's header (not its pixels): a known format, readable, not too large.
+
+    Run before any output, so that a bad image stops the run with nothing written; decoding
+    the pixels is left to the stages that need them.
+
+    Raises
+    ------
+    InputDataError
+        Naming the first bad file and what is wrong with it.
+    """
+    import warnings
+
+    from PIL import Image
+
+    for path in paths:
+        try:
+            with warnings.catch_warnings(), Image.open(path) as image:
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                width, height = image.size
+                kind = image.format
+        except Image.DecompressionBombError:
+            raise InputDataError(
+                f"Stimulus image {path} has more than {MAX_PIXELS:,} pixels (refused as a "
+                "decompression bomb); stimuli are shown at a few hundred pixels."
+            ) from None
+        except (OSError, ValueError) as err:
+            raise InputDataError(f"Stimulus image {path} cannot be read: {err}") from None
+        if width * height > MAX_PIXELS:
+            raise InputDataError(
+                f"Stimulus image {path} is {width} x {height} pixels, more than {MAX_PIXELS:,} "
+                "(refused as a decompression bomb); stimuli are shown at a few hundred pixels."
+            )
+        if kind is None:
+            raise InputDataError(f"Stimulus image {path}: unknown image format")

@@ -13,6 +13,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+
+try:  # the regular-expression parser: re._parser from Python 3.11, sre_parse before
+    from re import _constants as _sre
+    from re import _parser as _sre_parse
+except ImportError:  # pragma: no cover - Python 3.10
+    import sre_constants as _sre
+    import sre_parse as _sre_parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,7 +284,46 @@ def _filters(reader: _Reader) -> dict[str, str]:
             reader.fail(
                 f"filter {entity} = {pattern!r} is not a valid regular expression: {err}", "filters"
             )
+        if nested_repetition(pattern):
+            reader.fail(
+                f"filter {entity} = {pattern!r} repeats a group that itself repeats or "
+                "alternates, which can take exponential time on some labels; write it without "
+                r"nesting (e.g. \w+ for (\w+)+, [ab]+ for (a|b)+)",
+                "filters",
+            )
     return dict(filters)
+
+
+_REPEATS = {_sre.MAX_REPEAT, _sre.MIN_REPEAT} | (
+    {_sre.POSSESSIVE_REPEAT} if hasattr(_sre, "POSSESSIVE_REPEAT") else set()
+)
+
+
+def nested_repetition(pattern: str) -> bool:
+    r"""Whether a regular expression repeats a part that repeats or alternates inside.
+
+    Such patterns (``(\w+)+X``, ``(a|aa)*``) are the ones whose backtracking can take
+    exponential time; spec filters are refused when they have one. Single repeats
+    (``perceptionNaturalImageTraining\d+``) and top-level alternatives (``9|10``) are fine.
+    """
+
+    def walk(items, inside: bool) -> bool:
+        for op, value in items:
+            if op in _REPEATS:
+                if inside or walk(value[2], True):
+                    return True
+            elif op is _sre.BRANCH:
+                if inside or any(walk(branch, inside) for branch in value[1]):
+                    return True
+            elif op is _sre.SUBPATTERN:
+                if walk(value[-1], inside):
+                    return True
+            elif op in (_sre.ASSERT, _sre.ASSERT_NOT):
+                if walk(value[1], inside):
+                    return True
+        return False
+
+    return walk(_sre_parse.parse(pattern), False)
 
 
 def parse_spec(data: Mapping[str, Any], source: str) -> DatasetSpec:

@@ -14,7 +14,7 @@ From there the samples are standardized and averaged as for BOLD input.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from bids_recon.errors import InputDataError, MissingInputError, NoMatchingFiles
 from bids_recon.io.bdata import BData, id_key, read_bdata, stimulus_names
 from bids_recon.io.events import read_events
 from bids_recon.io.resume import file_identity, fingerprint
-from bids_recon.io.stimuli import StimulusIndex
+from bids_recon.io.stimuli import StimulusIndex, check_image_headers
 from bids_recon.specs import DatasetSpec
 from bids_recon.workflows.samples import SampleSet, assemble_samples
 
@@ -42,6 +42,7 @@ class BDataInputs:
     names: dict[str, list[str]]  # set -> stimulus of each row
     roi_sizes: dict[str, int]
     stimulus_files: dict[str, Path]
+    warnings: list[str] = field(default_factory=list)
 
     def sample_stimuli(self) -> list[tuple[str, str]]:
         """(set, stimulus) of every sample."""
@@ -213,6 +214,7 @@ def collect_bdata_inputs(
     stimulus_files = index.resolve_all(
         {name: set(stimuli) - no_image[name] for name, stimuli in names.items()}
     )
+    check_image_headers(stimulus_files.values())
     LOGGER.info(
         "sub-%s: BData files: %s",
         label,

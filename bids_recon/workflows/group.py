@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bids_recon.config import Config
-from bids_recon.errors import MissingInputError
+from bids_recon.errors import InputDataError, MissingInputError
 from bids_recon.evaluation.metrics import bootstrap_ci
 from bids_recon.io.atomic import atomic_write
 from bids_recon.io.outputs import featdecoding_eval_path, write_table
@@ -64,19 +65,66 @@ def _check_output_dataset(output_dir: Path) -> None:
         )
 
 
-def _collect(paths: dict[str, Path]) -> tuple[pd.DataFrame, list[str]]:
-    """Concatenate participants' tables, with the participants whose table is missing."""
-    frames, missing = [], []
-    for label, path in paths.items():
-        if path.is_file():
-            frames.append(
-                pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False).assign(
-                    participant_id=f"sub-{label}"
-                )
+RECON_KEYS = ["roi", "set", "source", "metric", "layer"]
+DECODING_KEYS = ["roi", "set", "layer", "metric"]
+
+
+def read_participant_table(path: Path, keys: list[str]) -> pd.DataFrame:
+    """A participant's evaluation table, checked to be whole: columns, types, last line.
+
+    Raises
+    ------
+    InputDataError
+        The file is truncated, not a TSV table, lacks columns, or has non-numeric values or
+        rows without set or metric (the message names the file).
+    """
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        raise InputDataError(f"{path}: truncated (the last line is incomplete)")
+    try:
+        table = pd.read_csv(io.BytesIO(data), sep="\t", na_values=["n/a"], keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputDataError(f"{path}: not a valid TSV table ({err})") from None
+    missing = [c for c in [*keys, "value", "n"] if c not in table.columns]
+    if missing:
+        raise InputDataError(f"{path}: lacks the column(s) {missing}")
+    for column in ("value", "n"):
+        numbers = pd.to_numeric(table[column], errors="coerce")
+        bad = numbers.isna() & table[column].notna()
+        if bad.any():
+            line = int(np.flatnonzero(bad)[0]) + 2
+            raise InputDataError(
+                f"{path}: line {line}: {column} {table[column][bad].iloc[0]!r} is not a number"
             )
-        else:
+        table[column] = numbers
+    required = [c for c in ("set", "metric", "source") if c in keys]
+    empty = table[required].isna().any(axis=1)
+    if empty.any():
+        line = int(np.flatnonzero(empty)[0]) + 2
+        raise InputDataError(f"{path}: line {line} has no {' or '.join(required)}")
+    return table
+
+
+def _collect(paths: dict[str, Path], keys: list[str]) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """Concatenate participants' tables.
+
+    Also returns the participants whose table is missing, and those whose table is unreadable
+    (logged with the reason and left out).
+    """
+    frames, missing, unreadable = [], [], []
+    for label, path in paths.items():
+        if not path.is_file():
             missing.append(label)
-    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), missing
+            continue
+        try:
+            table = read_participant_table(path, keys)
+        except InputDataError as err:
+            LOGGER.warning("Left out of the group results (unreadable): %s", err)
+            unreadable.append(label)
+            continue
+        frames.append(table.assign(participant_id=f"sub-{label}"))
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return frame, missing, unreadable
 
 
 def _with_group_rows(table: pd.DataFrame, keys: list[str], seed: int) -> pd.DataFrame:
@@ -116,16 +164,16 @@ def run_group_level(config: Config) -> None:
     log_file = add_log_file(config.logs_dir / f"bids_recon-{config.run_uuid}.log")
     try:
         atomic_write(config.logs_dir / f"config-{config.run_uuid}.toml", config.to_toml())
-        recon, no_recon = _collect({x: recon_eval_paths(output_dir, x)[1] for x in labels})
-        decoding, no_decoding = _collect({x: featdecoding_eval_path(output_dir, x) for x in labels})
+        recon, no_recon, bad_recon = _collect(
+            {x: recon_eval_paths(output_dir, x)[1] for x in labels}, RECON_KEYS
+        )
+        decoding, no_decoding, bad_decoding = _collect(
+            {x: featdecoding_eval_path(output_dir, x) for x in labels}, DECODING_KEYS
+        )
         if not recon.empty:
-            recon = _with_group_rows(
-                recon, ["roi", "set", "source", "metric", "layer"], config.random_seed
-            )
+            recon = _with_group_rows(recon, RECON_KEYS, config.random_seed)
         if not decoding.empty:
-            decoding = _with_group_rows(
-                decoding, ["roi", "set", "layer", "metric"], config.random_seed
-            )
+            decoding = _with_group_rows(decoding, DECODING_KEYS, config.random_seed)
         write_table(
             output_dir / "group_desc-recon_eval.tsv", recon.to_dict("records"), GROUP_RECON_COLUMNS
         )
@@ -145,7 +193,12 @@ def run_group_level(config: Config) -> None:
             labels,
             recon,
             decoding,
-            {"reconstruction": no_recon, "decoding": no_decoding},
+            {
+                "reconstruction": no_recon,
+                "decoding": no_decoding,
+                "reconstruction table unreadable (left out)": bad_recon,
+                "decoding table unreadable (left out)": bad_decoding,
+            },
         )
         LOGGER.info("Group report for %d participant(s): %s", len(labels), path)
     finally:

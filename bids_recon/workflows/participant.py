@@ -10,7 +10,7 @@ from collections import Counter
 import torch
 
 from bids_recon.config import Config
-from bids_recon.errors import BidsReconError, TemporaryFailureError
+from bids_recon.errors import BidsReconError, TemporaryFailureError, Terminated, stopped_by
 from bids_recon.features.networks import resolve_weights
 from bids_recon.io.atomic import atomic_write, remove_orphans
 from bids_recon.io.derivatives import init_output_dataset
@@ -106,6 +106,16 @@ def run_participant_level(config: Config) -> None:
                 f"{', '.join(f'sub-{x}' for x in failed)}; see {log_file.baseFilename}",
                 next(iter(failed.values())),
             )
+    except BaseException as err:
+        removed = sum(remove_orphans(f, mine=True) for f in (config.output_dir, config.work_dir))
+        if isinstance(err, (KeyboardInterrupt, Terminated)):
+            LOGGER.error(
+                "%s; removed %d temporary file(s); a rerun resumes.", stopped_by(err), removed
+            )
+            err.logged = True
+        elif removed:
+            LOGGER.info("Removed %d temporary file(s) of this run", removed)
+        raise
     finally:
         remove_log_file(log_file)
 
@@ -160,6 +170,8 @@ def run_participant(
     with collect_warnings() as messages:
         status: dict[str, str] = {}
         if inputs is not None:
+            for warning in inputs.warnings:
+                LOGGER.warning("%s", warning)
             present = {set_name for set_name, _ in inputs.sample_stimuli()}
             for absent in [s.name for s in spec.test_sets if s.name not in present]:
                 LOGGER.warning("sub-%s: test set '%s' skipped: it has no data", label, absent)

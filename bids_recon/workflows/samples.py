@@ -22,7 +22,7 @@ import pandas as pd
 
 from bids_recon.config import Config
 from bids_recon.errors import InputDataError
-from bids_recon.fmri.masks import combine_masks, mask_on_grid
+from bids_recon.fmri.masks import combine_masks, fraction_outside, mask_on_grid
 from bids_recon.fmri.samples import (
     average_by_label,
     block_samples,
@@ -40,12 +40,14 @@ from bids_recon.io.events import (
 from bids_recon.io.images import load_image, read_voxel_series
 from bids_recon.io.layout import RunFiles, find_mask_files
 from bids_recon.io.resume import file_identity, fingerprint, stage_lock
-from bids_recon.io.stimuli import StimulusIndex
+from bids_recon.io.stimuli import StimulusIndex, check_image_headers
 from bids_recon.log import progress
 from bids_recon.specs import DatasetSpec
 
 LOGGER = logging.getLogger(__name__)
 CACHE_VERSION = "1"
+
+MAX_MASK_LOSS = 0.05  # a larger fraction of a mask outside the BOLD grid is warned about
 
 BLOCKS_TABLE_COLUMNS = {
     "set": "Set of the block: the training set or a test set of the dataset spec.",
@@ -65,6 +67,7 @@ class SampleInputs(Protocol):
 
     label: str
     stimulus_files: dict[str, Path]
+    warnings: list[str]  # found while checking, logged (and reported) with the participant
 
     def sample_stimuli(self) -> list[tuple[str, str]]:
         """(set, stimulus) of every sample (block)."""
@@ -89,6 +92,7 @@ class ParticipantInputs:
     roi_masks: dict[str, np.ndarray]  # analysed ROI -> boolean mask on the BOLD grid
     mask_files: dict[str, list[Path]]
     stimulus_files: dict[str, Path]
+    warnings: list[str] = dataclasses.field(default_factory=list)  # logged with the participant
 
     def sample_stimuli(self) -> list[tuple[str, str]]:
         """(set, stimulus) of every block."""
@@ -195,12 +199,19 @@ def collect_inputs(
     from_spec = [n for n in roi_names if n not in user]
     base = config.derivatives.get("rois", config.bids_dir)
     mask_files = {**find_mask_files(base, spec.rois, label, from_spec), **user}
-    roi_masks = {
-        name: combine_masks(
-            [mask_on_grid(load_image(p, ndim=3), p, shape, affine) for p in mask_files[name]]
-        )
-        for name in roi_names
-    }
+    roi_masks, notes = {}, []
+    for name in roi_names:
+        parts = []
+        for path in mask_files[name]:
+            image = load_image(path, ndim=3)
+            parts.append(mask_on_grid(image, path, shape, affine))
+            lost = fraction_outside(image, shape, affine)
+            if lost > MAX_MASK_LOSS:
+                notes.append(
+                    f"sub-{label}: ROI mask {path} loses {lost:.0%} of its voxels on the BOLD "
+                    f"grid (outside the field of view): ROI {name} is smaller than drawn."
+                )
+        roi_masks[name] = combine_masks(parts)
     for name, mask in roi_masks.items():
         LOGGER.info("sub-%s: ROI %s has %d voxels on the BOLD grid", label, name, mask.sum())
 
@@ -217,7 +228,8 @@ def collect_inputs(
             )
         names_by_set.setdefault(run.set_name, set()).update(names)
     stimulus_files = index.resolve_all(names_by_set)
-    return ParticipantInputs(label, runs, blocks, roi_masks, mask_files, stimulus_files)
+    check_image_headers(stimulus_files.values())
+    return ParticipantInputs(label, runs, blocks, roi_masks, mask_files, stimulus_files, notes)
 
 
 def _map_categories(
