@@ -76,10 +76,17 @@ def png_header_only(width: int, height: int) -> bytes:
 
 
 def test_bad_stimulus_images_stop_the_run_before_any_output(simulated_dataset, tmp_path, caplog):
+    import io
+
+    from PIL import Image
+
+    jpeg = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(jpeg, format="JPEG")
     for name, content in (
         ("bomb", png_header_only(20000, 20000)),
         ("large", png_header_only(10000, 9000)),
         ("garbage", b"not an image at all"),
+        ("truncated", jpeg.getvalue()[: len(jpeg.getvalue()) // 2]),
     ):
         dataset = tmp_path / name / "ds"
         shutil.copytree(simulated_dataset, dataset)

@@ -114,10 +114,11 @@ def check_image_headers(paths: Iterable[Path]) -> None:
 
     for path in paths:
         try:
-            with warnings.catch_warnings(), Image.open(path) as image:
+            with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                width, height = image.size
-                kind = image.format
+                with Image.open(path) as image:
+                    width, height = image.size
+                    kind = image.format
         except Image.DecompressionBombError:
             raise InputDataError(
                 f"Stimulus image {path} has more than {MAX_PIXELS:,} pixels (refused as a "
@@ -132,3 +133,23 @@ def check_image_headers(paths: Iterable[Path]) -> None:
             )
         if kind is None:
             raise InputDataError(f"Stimulus image {path}: unknown image format")
+        if _truncated(path, kind):
+            raise InputDataError(
+                f"Stimulus image {path} is truncated (its {kind} end marker is missing): an "
+                "incomplete download or copy."
+            )
+
+
+END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
+
+
+def _truncated(path: Path, kind: str) -> bool:
+    """Whether a JPEG or PNG lacks its end marker (read from the file's last bytes only)."""
+    marker = END_MARKERS.get(kind)
+    if marker is None:
+        return False
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(handle.tell() - 64, 0))
+        tail = handle.read().rstrip(b"\x00\r\n ")
+    return not tail.endswith(marker)
