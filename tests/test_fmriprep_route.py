@@ -42,6 +42,7 @@ def test_raw_mode_on_unaligned_runs_is_refused_with_the_route(raw_and_fmriprep, 
     message = caplog.text
     assert "has another affine (head position in the scanner)" in message
     assert "_bold.nii.gz" in message and "--derivatives fmriprep=PATH" in message
+    assert "--derivatives bdata=DIR" in message
     assert not (tmp_path / "out").exists()
 
 

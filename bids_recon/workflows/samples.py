@@ -173,9 +173,10 @@ def collect_inputs(
             raise InputDataError(
                 f"{run.bold} has {what} than {first}: the runs are not aligned, as raw runs of "
                 "different sessions never are. bids_recon samples voxels as they are, so raw "
-                "input must already be aligned. Preprocess first: run fMRIPrep on the dataset, "
-                "then add --derivatives fmriprep=PATH (--space T1w, the default, keeps the "
-                "native grid the ROI masks are drawn on)."
+                "input must already be aligned. Two routes: run fMRIPrep on the dataset, then "
+                "add --derivatives fmriprep=PATH (--space T1w, the default, keeps the native "
+                "grid the ROI masks are drawn on); or start from the lab's preprocessed files "
+                "(bdpy BData .h5) with --derivatives bdata=DIR."
             )
         table = events_to_blocks(
             read_events(run.events), spec.sets[run.set_name].events, run.events
