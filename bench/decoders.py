@@ -26,9 +26,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import PredefinedSplit
 
-from bids_recon.config import DEFAULT_ALPHAS
 from bids_recon.decoding import RidgeDecoder, VoxelSelectionDecoder
-from bids_recon.decoding.ridge import cv_folds
+from bids_recon.decoding.ridge import DEFAULT_ALPHAS, cv_folds
 from bids_recon.evaluation.metrics import profile_correlation
 
 FASTL2LIR_SCRIPT = textwrap.dedent("""

@@ -149,7 +149,7 @@ def measure_point(dataset: Path, work: Path, device: str, point: dict, repeats: 
 
 def estimated_decode_mib(config, part, units: dict[str, int]) -> float:
     """The decode stage's own memory estimate (bids_recon.memory) for this point."""
-    from bids_recon.features.extract import cached_layers
+    from bids_recon.io.feature_store import cached_layers
     from bids_recon.memory import DecodeSizes, decode_memory
 
     n_images = len(set(part.stimuli["training"]))

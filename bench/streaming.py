@@ -28,9 +28,9 @@ from PIL import Image
 from bids_recon.config import Config
 from bids_recon.features.extract import feature_batches
 from bids_recon.features.networks import build_network
+from bids_recon.fmri.sample_set import SampleSet
 from bids_recon.specs import load_builtin_spec
 from bids_recon.workflows.decode import DecodeInputs, decode_ridge
-from bids_recon.workflows.samples import SampleSet
 
 
 def peak_rss_gib() -> float:

@@ -16,8 +16,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bids_recon import __version__
 from bids_recon._toml import TOMLDecodeError, dumps_toml, read_toml
 from bids_recon.errors import UsageError
@@ -25,7 +23,6 @@ from bids_recon.errors import UsageError
 ANALYSIS_LEVELS = ("participant", "group")
 DECODERS = ("ridge", "voxel-selection")
 RECON_METHODS = ("lbfgs", "gd", "generator")
-DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-1, 7, 33))  # quarter decades
 STAGES = ("samples", "decode", "recon", "report")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -69,7 +66,7 @@ class Config:
     layers: tuple[str, ...] = ()
     preprocessing: str | None = None
     decoder: str = "ridge"
-    alphas: tuple[float, ...] = DEFAULT_ALPHAS
+    alphas: tuple[float, ...] = ()  # empty: the ridge decoder's grid (decoding.ridge)
     cv_folds: int = 5
     cv_units: int = 10_000
     selection_alpha: float = 100.0
@@ -130,7 +127,7 @@ FILE_OPTION_KINDS: dict[str, str] = {
     "task_id": "labels",
     "bids_filter_file": "path",
     "bids_database_dir": "path",
-    "dataset_spec": "str",
+    "dataset_spec": "spec",
     "sets": "labels",
     "stimuli_dir": "path",
     "derivatives": "paths",
@@ -228,6 +225,12 @@ def _coerce(path: Path, key: str, kind: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise bad("a path string")
         return (base / Path(value).expanduser()).absolute()
+    if kind == "spec":  # a built-in spec name, or a spec file (relative to the config file)
+        if not isinstance(value, str):
+            raise bad("a built-in spec name or a path")
+        if value.startswith("builtin:") or not (value.endswith(".toml") or "/" in value):
+            return value
+        return str((base / Path(value).expanduser()).absolute())
     if kind == "paths":
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise bad("a table of NAME = PATH")
@@ -305,7 +308,7 @@ def build_config(values: Mapping[str, Any]) -> Config:
         raise UsageError(f"--stages: unknown stage(s) {unknown_stages}; choose from {list(STAGES)}")
     if config.decoder not in DECODERS:
         raise UsageError(f"--decoder {config.decoder!r}: choose from {list(DECODERS)}")
-    if not config.alphas or min(config.alphas) <= 0:
+    if config.alphas and min(config.alphas) <= 0:
         raise UsageError(f"--alphas must be positive numbers, got {list(config.alphas)}")
     if config.recon_method not in RECON_METHODS:
         raise UsageError(

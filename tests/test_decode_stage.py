@@ -13,8 +13,9 @@ from helpers import participant_args
 from bids_recon.cli import main, parse_config
 from bids_recon.decoding import RidgeDecoder, VoxelSelectionDecoder
 from bids_recon.features import extract
-from bids_recon.features.extract import BatchStore, feature_batches, fill_store
+from bids_recon.features.extract import feature_batches, fill_store
 from bids_recon.features.networks import build_network
+from bids_recon.io.feature_store import BatchStore
 from bids_recon.specs import load_builtin_spec
 from bids_recon.workflows.decode import decode_inputs, decode_ridge, decode_voxel_selection
 from bids_recon.workflows.participant import collect_all_inputs
@@ -99,9 +100,7 @@ def test_streamed_decoding_equals_in_memory_ridge(prepared, cache_mb, tmp_path):
     x_train = sample_set.samples["training"]
     for layer, result in results.items():
         y = features[layer][inputs.train_rows]
-        reference = RidgeDecoder(alphas=config.alphas, cv=config.cv_folds).fit(
-            x_train, y, groups=sample_set.train_runs
-        )
+        reference = RidgeDecoder(cv=config.cv_folds).fit(x_train, y, groups=sample_set.train_runs)
         assert result.alpha == reference.alpha_
         for name in ("natural", "letters"):
             expected = reference.predict(sample_set.samples[name])

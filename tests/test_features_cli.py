@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 
 from bids_recon.config import Config
-from bids_recon.features.extract import FeatureCache, network_key
+from bids_recon.features.extract import network_key
 from bids_recon.features.networks import build_network
 from bids_recon.features_cli import main
+from bids_recon.io.feature_store import FeatureCache
 from bids_recon.workflows.decode import _test_features
 
 LAYERS = ["conv1", "fc2"]

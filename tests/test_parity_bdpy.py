@@ -65,7 +65,7 @@ def test_features_command_with_the_lab_vgg19(parity, tmp_path):
 
 
 def test_generator_reconstruction_end_to_end_with_the_lab_files(
-    parity, simulated_dataset, tmp_path
+    parity, simulated_dataset, tmp_path, monkeypatch
 ):
     """The lab's VGG19 and generator files (random weights) through a whole participant run.
 
@@ -115,7 +115,13 @@ def test_generator_reconstruction_end_to_end_with_the_lab_files(
         "--recon-batch-size",
         "10",
     )
+    from bids_recon.workflows import context
+
+    builds = []
+    build = context.build_network
+    monkeypatch.setattr(context, "build_network", lambda *a: builds.append(a) or build(*a))
     assert main(args) == 0
+    assert len(builds) == 1  # VGG19 loaded, hashed and checked once for the whole run
     out = tmp_path / "out"
     images = sorted((out / "sub-01" / "recon").glob("*_image.png"))
     assert len(images) == 20  # 10 natural test images: decoded from VC, and oracle

@@ -1,4 +1,4 @@
-"""Feature SD correction of decoded features before reconstruction (METHOD.md section 2.4).
+"""Feature SD correction of decoded features before reconstruction (docs/method.md §2.4).
 
 Ridge-decoded features are shrunk toward the mean. The paper's code rescales each decoded
 feature map so that its SD matches a reference SD of true features for that layer:

@@ -5,7 +5,7 @@ for test samples is ``mean(Y) + A (Y − mean(Y))`` with ``A = K_test U diag(1/(
 (n_test × n) matrix. Decoded features are thus weighted sums of training features, so they can
 be accumulated while training images stream through the network, without a voxels × units weight
 matrix. The cross-validation error of every alpha needs only ``G = Y Yᵀ`` (n × n), through the
-per-fold quantities computed once in :class:`DualRidge` (DESIGN.md, "The decoding trick").
+per-fold quantities computed once in :class:`DualRidge` (docs/design.md, "The decoding trick").
 
 Everything here is pure array code (torch, CPU or CUDA); :class:`RidgeDecoder` wraps it as a
 scikit-learn estimator for in-memory use.
@@ -21,8 +21,7 @@ import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.model_selection import GroupKFold, KFold
 
-from bids_recon.config import DEFAULT_ALPHAS
-
+DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-1, 7, 33))  # 0.1-1e7, quarter decades
 GRAM_CHUNK = 1 << 16  # feature columns per step when forming a Gram matrix YYᵀ
 
 

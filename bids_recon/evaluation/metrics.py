@@ -28,7 +28,7 @@ def pattern_correlation(
     """Per stimulus, correlation across units: (n_stimuli,).
 
     With ``mean`` and ``sd`` (per unit, from the training features) both are z-scored first, so
-    that units with large values do not dominate (METHOD.md section 5).
+    that units with large values do not dominate (docs/method.md §5).
     """
     d = decoded.reshape(len(decoded), -1)
     t = true.reshape(len(true), -1)

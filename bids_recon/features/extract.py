@@ -1,19 +1,17 @@
-"""Batched feature extraction, streamed, with a work-folder cache for layers small enough.
+"""Batched feature extraction, streamed.
 
 :func:`feature_batches` runs images through a :class:`TappedNetwork` a batch at a time on the
 chosen device and yields every layer's features flattened to (batch, units), so callers can
-accumulate what they need without holding a layer for all images. :class:`FeatureCache` keeps
-whole layers (images × units, float32) on disk when they fit a size limit, keyed by the
-network, its weights, the preprocessing and the image list, so a re-run skips the network.
+accumulate what they need without holding a layer for all images; batches found in a
+:class:`~bids_recon.io.feature_store.BatchStore` are read instead. :func:`network_key` is the
+network identity that the work-folder stores are keyed by.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,7 +22,7 @@ from PIL import Image
 
 from bids_recon.errors import InputDataError
 from bids_recon.features.networks import TappedNetwork
-from bids_recon.io.atomic import atomic_write, private_path
+from bids_recon.io.feature_store import BatchStore, batch_slices
 from bids_recon.log import progress
 
 LOGGER = logging.getLogger(__name__)
@@ -52,13 +50,6 @@ def load_batch(
             raise InputDataError(f"Stimulus image {path} cannot be read: {err}") from err
 
     return torch.stack(list(pool.map(read, paths) if pool else map(read, paths)))
-
-
-def batch_slices(n_images: int, batch_size: int) -> list[slice]:
-    """Consecutive batches of ``batch_size`` rows (the last may be shorter)."""
-    return [
-        slice(start, min(start + batch_size, n_images)) for start in range(0, n_images, batch_size)
-    ]
 
 
 def _image_batches(
@@ -112,7 +103,7 @@ def feature_batches(
         else:
             features = _forward(network, next(images), device)
             if keep and store is not None:
-                store.save(k, features)
+                store.save(k, {layer: v.cpu().numpy() for layer, v in features.items()})
             yield rows, features
 
 
@@ -149,7 +140,8 @@ def fill_store(
     todo = [k for k in indices if not store.has(k)]
     images = _image_batches(paths, [store.batches[k] for k in todo], network, loaders)
     for k in progress(todo, "features for other jobs", total=len(todo)):
-        store.save(k, _forward(network, next(images), device))
+        features = _forward(network, next(images), device)
+        store.save(k, {layer: v.cpu().numpy() for layer, v in features.items()})
     return len(todo)
 
 
@@ -168,110 +160,3 @@ def network_key(network: TappedNetwork, weights: Path | None) -> str:
         stat = weights.stat()
         info += [str(weights), stat.st_size, stat.st_mtime_ns]
     return hashlib.sha256(json.dumps(info, default=str).encode()).hexdigest()[:16]
-
-
-def cached_layers(units: dict[str, int], n_images: int, limit_bytes: int) -> set[str]:
-    """The layers whose float32 features of ``n_images`` fit the budget, smallest first."""
-    chosen, used = set(), 0
-    for layer, count in sorted(units.items(), key=lambda item: item[1]):
-        size = n_images * count * 4
-        if used + size > limit_bytes:
-            break
-        chosen.add(layer)
-        used += size
-    return chosen
-
-
-def images_digest(paths: Sequence[Path]) -> str:
-    """Identity of an ordered image list for cache folder names."""
-    return hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()[:16]
-
-
-class BatchStore:
-    """Every layer's features of fixed image batches, one ``.npz`` per batch, in the work folder.
-
-    ``--shard`` jobs fill their share of the batches in parallel (:func:`fill_store`), then the
-    job that decodes reads them instead of running the network. A stored batch holds exactly
-    what the network gives for that batch, so results do not depend on who computed it.
-
-    Parameters
-    ----------
-    root, key, paths
-        As for :class:`FeatureCache`.
-    batch_size : int
-        Images per batch (part of the folder name: it fixes the batches).
-    """
-
-    def __init__(self, root: Path, key: str, paths: Sequence[Path], batch_size: int):
-        self.folder = root / f"{key}-{images_digest(paths)}-batches{batch_size}"
-        self.batches = batch_slices(len(paths), batch_size)
-
-    def path(self, index: int) -> Path:
-        """The file of batch ``index``."""
-        return self.folder / f"batch-{index:06d}.npz"
-
-    def has(self, index: int) -> bool:
-        """Whether batch ``index`` is stored (files appear complete, by atomic rename)."""
-        return self.path(index).is_file()
-
-    def load(self, index: int) -> dict[str, np.ndarray]:
-        """The stored features of batch ``index``, per layer (batch, units)."""
-        with np.load(self.path(index)) as data:
-            return {name: data[name] for name in data.files}
-
-    def save(self, index: int, features: dict[str, torch.Tensor]) -> None:
-        """Store batch ``index`` atomically."""
-        buffer = io.BytesIO()
-        np.savez(buffer, **{layer: v.cpu().numpy() for layer, v in features.items()})
-        atomic_write(self.path(index), buffer.getvalue())
-
-
-class FeatureCache:
-    """Whole-layer features (images × units, float32 .npy) in a work-folder directory.
-
-    Parameters
-    ----------
-    root : Path
-        ``WORK/features``.
-    key : str
-        Network identity (:func:`network_key`).
-    paths : sequence of Path
-        The images, in row order (part of the cache key).
-    limit_bytes : int
-        Budget for all cached layers together; the smallest layers are cached first.
-    """
-
-    def __init__(self, root: Path, key: str, paths: Sequence[Path], limit_bytes: int):
-        self.folder = root / f"{key}-{images_digest(paths)}"
-        self.n_images = len(paths)
-        self.limit_bytes = limit_bytes
-
-    def plan(self, units: dict[str, int]) -> set[str]:
-        """The layers to cache (:func:`cached_layers`)."""
-        return cached_layers(units, self.n_images, self.limit_bytes)
-
-    def path(self, layer: str) -> Path:
-        """The .npy file of a layer."""
-        return self.folder / f"{layer}.npy"
-
-    def load(self, layer: str) -> np.ndarray | None:
-        """The cached layer (memory-mapped), or None."""
-        path = self.path(layer)
-        return np.load(path, mmap_mode="r") if path.is_file() else None
-
-    def writer(self, layer: str, n_units: int) -> np.memmap:
-        """A private on-disk array to fill; :meth:`commit` moves it into place.
-
-        The file name is unique to this call, so jobs filling the same layer at once (two
-        participants sharing a work folder) never write into each other's file.
-        """
-        self.folder.mkdir(parents=True, exist_ok=True)
-        private = private_path(self.path(layer))
-        return np.lib.format.open_memmap(
-            private, mode="w+", dtype=np.float32, shape=(self.n_images, n_units)
-        )
-
-    def commit(self, layer: str, array: np.memmap) -> None:
-        """Flush a filled :meth:`writer` array and rename it into place (atomic)."""
-        array.flush()
-        os.replace(array.filename, self.path(layer))

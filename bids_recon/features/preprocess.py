@@ -1,6 +1,6 @@
 """Image ↔ network-input transforms.
 
-``caffe`` is the paper's convention (METHOD.md section 2.2): resize to the input size with
+``caffe`` is the paper's convention (docs/method.md §2.2): resize to the input size with
 bicubic interpolation (aspect ratio not kept, no crop), RGB 0-255 → BGR, minus the ImageNet mean
 pixel. ``torchvision`` is torchvision's ImageNet convention (RGB/255, mean/std normalized). Both
 map back to RGB images for reconstruction. Weights must be used with the convention they were

@@ -1,7 +1,7 @@
 """From BOLD runs to samples: per-run cleaning, haemodynamic shift, block averaging.
 
 Pure functions on arrays (time × voxels); the samples workflow streams runs through them one
-at a time. METHOD.md section 1 gives the defaults (linear detrend, per-run z-score, 4-s shift,
+at a time. docs/method.md §1 gives the defaults (linear detrend, per-run z-score, 4-s shift,
 average of the volumes inside each block, test repetitions averaged).
 """
 

@@ -63,6 +63,20 @@ def write_table(path: Path, rows: Sequence[Mapping[str, Any]], columns: Mapping[
     )
 
 
+def recon_eval_paths(output_dir: Path, label: str) -> tuple[Path, Path]:
+    """The per-stimulus table and the per-set summary table of a participant."""
+    func = participant_dir(output_dir, label, "func")
+    return (
+        func / f"sub-{label}_desc-recon_eval.tsv",
+        func / f"sub-{label}_desc-reconsummary_eval.tsv",
+    )
+
+
+def blocks_table_path(output_dir: Path, label: str) -> Path:
+    """``OUTPUT_DIR/sub-<label>/func/sub-<label>_desc-blocks_table.tsv``."""
+    return output_dir / f"sub-{label}" / "func" / f"sub-{label}_desc-blocks_table.tsv"
+
+
 def featdecoding_eval_path(output_dir: Path, label: str) -> Path:
     """The participant's feature-decoding accuracy table."""
     return participant_dir(output_dir, label, "func") / f"sub-{label}_desc-featdecoding_eval.tsv"

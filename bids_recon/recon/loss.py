@@ -1,4 +1,4 @@
-"""The feature-matching loss of the paper (METHOD.md section 4.1).
+"""The feature-matching loss of the paper (docs/method.md §4.1).
 
 ``L = Σ_l w_l Σ_units (φ_l(x) − f_l)²`` with ``w_l ∝ 1 / ‖f_l‖²`` normalized to sum 1, computed
 per image so that images optimized together in a batch do not influence each other.

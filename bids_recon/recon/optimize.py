@@ -3,11 +3,11 @@
 Every quantity (step sizes, momentum, L-BFGS memory, line searches) is kept per image, so a
 batch gives the same result as optimizing each image alone (up to floating point).
 
-- :func:`gradient_descent`: the paper's GD with momentum (METHOD.md 4.2): learning rate decaying
-  linearly, momentum, gradient normalized by its mean absolute value, multiplicative decay,
+- :func:`gradient_descent`: the paper's GD with momentum (docs/method.md §4.2): learning rate
+  decaying linearly, momentum, gradient normalized by its mean absolute value, multiplicative decay,
   optional jitter, clipping to bounds.
 - :func:`lbfgs`: projected L-BFGS with box bounds (pixels stay valid), as the paper's L-BFGS-B
-  on pixels (METHOD.md 4.3), with a backtracking Armijo line search per image.
+  on pixels (docs/method.md §4.3), with a backtracking Armijo line search per image.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ Objective = Callable[[torch.Tensor], torch.Tensor]  # (batch, ...) -> per-image 
 class GDSchedule:
     """Gradient descent settings; learning rate and decay change linearly over iterations.
 
-    The defaults are the paper's DGN settings (METHOD.md 4.2): lr 2 → 1e-10, momentum 0.9,
+    The defaults are the paper's DGN settings (docs/method.md §4.2): lr 2 → 1e-10, momentum 0.9,
     decay 0.01.
     """
 

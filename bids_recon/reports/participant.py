@@ -20,13 +20,16 @@ from PIL import Image
 
 from bids_recon.config import Config
 from bids_recon.io.atomic import atomic_write
-from bids_recon.io.outputs import featdecoding_eval_path, participant_dir
+from bids_recon.io.outputs import (
+    blocks_table_path,
+    featdecoding_eval_path,
+    participant_dir,
+    recon_eval_paths,
+)
 from bids_recon.io.stimuli import StimulusIndex
 from bids_recon.reports.plots import line_plot
 from bids_recon.reports.render import render
 from bids_recon.specs import DatasetSpec
-from bids_recon.workflows.evaluate import recon_eval_paths
-from bids_recon.workflows.samples import blocks_table_path
 
 THUMBNAIL = 96
 

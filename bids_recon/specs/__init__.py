@@ -104,7 +104,7 @@ class SetSpec:
 
 @dataclass(frozen=True)
 class FmriSpec:
-    """Per-run cleaning and sampling of BOLD data (METHOD.md section 1)."""
+    """Per-run cleaning and sampling of BOLD data (docs/method.md §1)."""
 
     hrf_delay: float = 4.0
     detrend: str = "linear"

@@ -22,12 +22,13 @@ import pandas as pd
 
 from bids_recon.config import Config
 from bids_recon.errors import InputDataError, MissingInputError, NoMatchingFilesError
+from bids_recon.fmri.sample_set import SampleSet
 from bids_recon.io.bdata import BData, id_key, read_bdata, stimulus_names
 from bids_recon.io.events import read_events
 from bids_recon.io.resume import file_identity, fingerprint
 from bids_recon.io.stimuli import StimulusIndex, check_image_headers
 from bids_recon.specs import DatasetSpec
-from bids_recon.workflows.samples import SampleSet, assemble_samples
+from bids_recon.workflows.samples import assemble_samples
 
 LOGGER = logging.getLogger(__name__)
 CACHE_VERSION = 1

@@ -23,19 +23,15 @@ import torch
 from bids_recon import __version__
 from bids_recon.config import Config
 from bids_recon.decoding.correction import feature_sd
-from bids_recon.decoding.ridge import GRAM_CHUNK, DualRidge, as_tensor, cv_folds
+from bids_recon.decoding.ridge import DEFAULT_ALPHAS, GRAM_CHUNK, DualRidge, as_tensor, cv_folds
 from bids_recon.decoding.selection import predict_selected, select_and_solve
 from bids_recon.errors import UsageError
 from bids_recon.evaluation.metrics import pattern_correlation, profile_correlation
-from bids_recon.features.extract import (
-    BatchStore,
-    FeatureCache,
-    feature_batches,
-    fill_store,
-    network_key,
-)
-from bids_recon.features.networks import TappedNetwork, build_network
+from bids_recon.features.extract import feature_batches, fill_store, network_key
+from bids_recon.features.networks import TappedNetwork
+from bids_recon.fmri.sample_set import SampleSet
 from bids_recon.io.atomic import atomic_write_json
+from bids_recon.io.feature_store import BatchStore, FeatureCache
 from bids_recon.io.outputs import (
     FEATDECODING_COLUMNS,
     decoded_features_path,
@@ -47,7 +43,6 @@ from bids_recon.io.outputs import (
 from bids_recon.io.reference_sd import read_reference_sd
 from bids_recon.io.resume import file_identity, fingerprint, marker_fingerprint, stage_lock
 from bids_recon.specs import DatasetSpec
-from bids_recon.workflows.samples import SampleSet
 
 LOGGER = logging.getLogger(__name__)
 
@@ -312,6 +307,11 @@ def _layer_result(
     )
 
 
+def ridge_alphas(config: Config) -> tuple[float, ...]:
+    """``--alphas``, or the ridge decoder's default grid."""
+    return config.alphas or DEFAULT_ALPHAS
+
+
 def decode_ridge(
     config: Config,
     network: TappedNetwork,
@@ -336,8 +336,9 @@ def decode_ridge(
     # samples -> unique images: decoded = W Y = (W P) F with P the sample-to-image map
     to_images = torch.zeros(n_train, n_img, dtype=torch.float64, device=device)
     to_images[torch.arange(n_train, device=device), rows] = 1.0
+    grid = ridge_alphas(config)
     folds = cv_folds(n_train, config.cv_folds, sample_set.train_runs, sample_set.stimuli[training])
-    if len(config.alphas) > 1 and not folds:
+    if len(grid) > 1 and not folds:
         raise UsageError(
             "Alpha cannot be chosen by cross-validation: every fold would validate on images "
             "that all other runs also show. Pass one value with --alphas."
@@ -355,8 +356,8 @@ def decode_ridge(
         model = DualRidge(sample_set.samples[training][:, voxels], folds, device)
         alphas[roi] = {}
         for layer, s in stats.items():
-            errors = model.cv_errors(cv_gram(s), config.alphas)
-            alpha = float(config.alphas[int(np.argmin(errors))])
+            errors = model.cv_errors(cv_gram(s), grid)
+            alpha = float(grid[int(np.argmin(errors))])
             weights[roi, layer] = {
                 name: model.weights(sample_set.samples[name][:, voxels], alpha) @ to_images
                 for name in sample_set.samples
@@ -467,7 +468,7 @@ def decode_fingerprint(
         network_key(network, config.weights),
         [file_identity(path) for path in (*inputs.train_paths, *inputs.test_paths)],
         config.decoder,
-        config.alphas,
+        ridge_alphas(config),
         config.cv_folds,
         config.cv_units,
         config.selection_alpha,
@@ -483,16 +484,16 @@ def run_decode_stage(
     label: str,
     sample_set: SampleSet,
     stimulus_files: dict[str, Path],
+    network: TappedNetwork,
     device: torch.device,
 ) -> None:
-    """Decode every layer for every ROI and write the outputs and the evaluation table.
+    """Decode every layer of ``network`` for every ROI; write the outputs and the evaluation.
 
     Each ROI is a resumable unit: its decoder JSON, written after its decoded features, is the
     completion marker (with the :func:`decode_fingerprint` and the ROI's evaluation rows), so a
     re-run skips finished ROIs. Jobs of one participant take turns (:func:`stage_lock`); with
     ``--shard`` they first extract their share of the features (:func:`share_extraction`).
     """
-    network = build_network(config.network, config.weights, config.layers, config.preprocessing)
     inputs = decode_inputs(spec, sample_set, stimulus_files)
     keys = {
         roi: decode_fingerprint(config, network, sample_set, inputs, roi) for roi in sample_set.rois
@@ -580,7 +581,7 @@ def _write_roi(
                 }
             ),
             "RandomSeed": config.random_seed,
-            "Alphas": list(config.alphas)
+            "Alphas": list(ridge_alphas(config))
             if config.decoder == "ridge"
             else [config.selection_alpha],
             "CVFolds": config.cv_folds,

@@ -1,4 +1,4 @@
-"""Evaluation of reconstructions (the paper's protocol, METHOD.md section 5).
+"""Evaluation of reconstructions (the paper's protocol, docs/method.md §5).
 
 For each set, source (decoded or oracle) and ROI, the display images written by the recon stage
 are compared with the stimulus images (resized to the reconstruction size): pairwise
@@ -27,7 +27,7 @@ from bids_recon.evaluation.metrics import (
     ssim,
 )
 from bids_recon.features.networks import TappedNetwork
-from bids_recon.io.outputs import participant_dir, write_table
+from bids_recon.io.outputs import participant_dir, recon_eval_paths, write_table
 
 LOGGER = logging.getLogger(__name__)
 
@@ -52,15 +52,6 @@ RECON_SUMMARY_COLUMNS = {
     "p_value": "One-sided Wilcoxon signed-rank p-value against chance (0.5), identification only.",
     "n": "Number of stimuli.",
 }
-
-
-def recon_eval_paths(output_dir: Path, label: str) -> tuple[Path, Path]:
-    """The per-stimulus table and the per-set summary table of a participant."""
-    func = participant_dir(output_dir, label, "func")
-    return (
-        func / f"sub-{label}_desc-recon_eval.tsv",
-        func / f"sub-{label}_desc-reconsummary_eval.tsv",
-    )
 
 
 def _groups(output_dir: Path, label: str) -> dict[tuple[str, str, str], list[tuple[str, Path]]]:

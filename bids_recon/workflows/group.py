@@ -14,10 +14,10 @@ from bids_recon.config import Config
 from bids_recon.errors import InputDataError, MissingInputError
 from bids_recon.evaluation.metrics import bootstrap_ci
 from bids_recon.io.atomic import atomic_write
-from bids_recon.io.outputs import featdecoding_eval_path, write_table
+from bids_recon.io.outputs import featdecoding_eval_path, recon_eval_paths, write_table
 from bids_recon.log import add_log_file, remove_log_file
 from bids_recon.reports.group import write_group_report
-from bids_recon.workflows.evaluate import RECON_SUMMARY_COLUMNS, recon_eval_paths
+from bids_recon.workflows.evaluate import RECON_SUMMARY_COLUMNS
 
 LOGGER = logging.getLogger(__name__)
 GROUP_ID = "group"

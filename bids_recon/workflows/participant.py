@@ -22,9 +22,10 @@ from bids_recon.reports.participant import write_participant_report
 from bids_recon.runtime import configure_runtime, resolve_device
 from bids_recon.specs import DatasetSpec, resolve_spec
 from bids_recon.workflows.bdata import collect_bdata_inputs
+from bids_recon.workflows.context import RunContext, RunNetworks
 from bids_recon.workflows.decode import run_decode_stage
 from bids_recon.workflows.evaluate import evaluate_reconstructions
-from bids_recon.workflows.recon import recon_network, run_recon_stage
+from bids_recon.workflows.recon import run_recon_stage
 from bids_recon.workflows.resources import fit_to_memory
 from bids_recon.workflows.samples import SampleInputs, collect_inputs, run_samples_stage
 
@@ -68,8 +69,9 @@ def run_participant_level(config: Config) -> None:
     inputs = collect_all_inputs(config, spec, labels) if needs_samples else {}
     if "decode" in config.stages:
         resolve_weights(config.network, config.weights)
+    context = RunContext(spec, device, RunNetworks(config))
     if inputs:
-        config = fit_to_memory(config, spec, list(inputs.values()))
+        config = fit_to_memory(config, spec, list(inputs.values()), context.networks)
 
     init_output_dataset(config.output_dir, config.bids_dir)
     log_file = add_log_file(config.logs_dir / f"bids_recon-{config.run_uuid}.log")
@@ -85,7 +87,7 @@ def run_participant_level(config: Config) -> None:
             start = time.monotonic()
             try:
                 try:
-                    run_participant(config, spec, label, str(device), inputs.get(label))
+                    run_participant(config, context, label, inputs.get(label))
                 except (torch.cuda.OutOfMemoryError, MemoryError) as err:
                     raise TemporaryFailureError(
                         f"sub-{label}: out of memory on {device} ({err}). Lower --batch-size "
@@ -157,9 +159,8 @@ def collect_all_inputs(
 
 def run_participant(
     config: Config,
-    spec: DatasetSpec,
+    context: RunContext,
     label: str,
-    device: str,
     inputs: SampleInputs | None,
 ) -> None:
     """Run the requested stages for ``sub-<label>`` and write its report.
@@ -167,6 +168,7 @@ def run_participant(
     With ``--shard K/N`` only this job's part of the reconstructions is made; the job that
     finds every part complete evaluates them and writes the report.
     """
+    spec, device = context.spec, context.device
     with collect_warnings() as messages:
         status: dict[str, str] = {}
         if inputs is not None:
@@ -185,14 +187,13 @@ def run_participant(
             )
             status["samples"] = "done"
             if "decode" in config.stages:
-                run_decode_stage(
-                    config, spec, label, sample_set, inputs.stimulus_files, torch.device(device)
-                )
+                network = context.networks.decode()
+                files = inputs.stimulus_files
+                run_decode_stage(config, spec, label, sample_set, files, network, device)
                 status["decode"] = "done"
             if "recon" in config.stages:
-                network = recon_network(config)
-                files, on = inputs.stimulus_files, torch.device(device)
-                remaining = run_recon_stage(config, spec, label, sample_set, files, network, on)
+                network, files = context.networks.recon(), inputs.stimulus_files
+                remaining = run_recon_stage(config, spec, label, sample_set, files, network, device)
                 if remaining:
                     LOGGER.info(
                         "sub-%s: shard %d/%d done; %d batch(es) of other shards remain, so "
@@ -202,12 +203,12 @@ def run_participant(
                         remaining,
                     )
                     return
-                evaluate_reconstructions(config, label, files, network, on)
+                evaluate_reconstructions(config, label, files, network, device)
                 status["recon"] = "done"
         if "report" in config.stages:
             status["report"] = "done"
             try:
-                path = write_participant_report(config, spec, label, device, status, messages)
+                path = write_participant_report(config, spec, label, str(device), status, messages)
             except Exception:  # a report must never fail the run
                 LOGGER.exception("sub-%s: the report could not be written", label)
             else:

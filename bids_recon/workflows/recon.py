@@ -27,7 +27,8 @@ from bids_recon.config import Config
 from bids_recon.decoding.correction import correct_sd
 from bids_recon.errors import MissingInputError
 from bids_recon.features.extract import extract_features, network_key
-from bids_recon.features.networks import TappedNetwork, build_network
+from bids_recon.features.networks import TappedNetwork
+from bids_recon.fmri.sample_set import SampleSet
 from bids_recon.io.outputs import (
     decoded_features_path,
     decoder_path,
@@ -40,7 +41,6 @@ from bids_recon.log import progress
 from bids_recon.recon.generator import load_prior
 from bids_recon.recon.reconstruct import ReconSettings, reconstruct
 from bids_recon.specs import DatasetSpec
-from bids_recon.workflows.samples import SampleSet
 
 LOGGER = logging.getLogger(__name__)
 FAST_ITERATIONS = {"builtin": 50}
@@ -67,13 +67,6 @@ class ReconBatch:
     source: str  # "decoded" or "oracle"
     roi: str | None
     items: tuple[ReconItem, ...]
-
-
-def recon_network(config: Config) -> TappedNetwork:
-    """The network whose features reconstructions match (and are evaluated with)."""
-    return build_network(
-        config.network, config.weights, config.recon_layers or config.layers, config.preprocessing
-    )
 
 
 def recon_settings(config: Config) -> ReconSettings:

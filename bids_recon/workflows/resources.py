@@ -10,8 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from bids_recon.config import Config
-from bids_recon.features.extract import cached_layers
-from bids_recon.features.networks import build_network
+from bids_recon.io.feature_store import cached_layers
 from bids_recon.memory import (
     DecodeSizes,
     decode_memory,
@@ -20,11 +19,13 @@ from bids_recon.memory import (
     recon_memory,
 )
 from bids_recon.specs import DatasetSpec
-from bids_recon.workflows.recon import recon_network
+from bids_recon.workflows.context import RunNetworks
 from bids_recon.workflows.samples import SampleInputs
 
 
-def fit_to_memory(config: Config, spec: DatasetSpec, inputs: list[SampleInputs]) -> Config:
+def fit_to_memory(
+    config: Config, spec: DatasetSpec, inputs: list[SampleInputs], networks: RunNetworks
+) -> Config:
     """Check the decode and reconstruction stages' memory estimates against the limit.
 
     The limit is ``--mem``, else the job's cgroup or physical memory. Batch sizes are lowered
@@ -38,8 +39,7 @@ def fit_to_memory(config: Config, spec: DatasetSpec, inputs: list[SampleInputs])
     limit = memory_limit_mb(config.mem_mb)
     training = spec.training_set.name
     if "decode" in config.stages:
-        network = build_network(config.network, config.weights, config.layers, config.preprocessing)
-        units = network.unit_counts()
+        units = networks.decode().unit_counts()
         budget = int(config.feature_cache_mb * 2**20)
         batch = config.batch_size
         for item in inputs:
@@ -62,7 +62,7 @@ def fit_to_memory(config: Config, spec: DatasetSpec, inputs: list[SampleInputs])
             )
         config = dataclasses.replace(config, batch_size=batch)
     if "recon" in config.stages:
-        network = recon_network(config)
+        network = networks.recon()
         units = network.unit_counts()
         batch = fit_batch(
             lambda size: recon_memory(units, network.preprocessing.size, size, config.recon_method),

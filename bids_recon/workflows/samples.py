@@ -23,6 +23,7 @@ import pandas as pd
 from bids_recon.config import Config
 from bids_recon.errors import InputDataError
 from bids_recon.fmri.masks import combine_masks, fraction_outside, mask_on_grid
+from bids_recon.fmri.sample_set import SampleSet
 from bids_recon.fmri.samples import (
     average_by_label,
     block_samples,
@@ -39,6 +40,7 @@ from bids_recon.io.events import (
 )
 from bids_recon.io.images import load_image, read_voxel_series
 from bids_recon.io.layout import RunFiles, find_mask_files
+from bids_recon.io.outputs import blocks_table_path
 from bids_recon.io.resume import file_identity, fingerprint, stage_lock
 from bids_recon.io.stimuli import StimulusIndex, check_image_headers
 from bids_recon.log import progress
@@ -113,39 +115,6 @@ class ParticipantInputs:
     def compute(self, config: Config, spec: DatasetSpec) -> SampleSet:
         """The samples, from the BOLD runs (:func:`compute_samples`)."""
         return compute_samples(config, spec, self)
-
-
-@dataclass(frozen=True)
-class SampleSet:
-    """Sample matrices of one participant, voxels standardized with training statistics.
-
-    Attributes
-    ----------
-    samples : dict of str to ndarray
-        Per set: training, one row per block; test sets, one row per stimulus (repetitions
-        averaged). Columns are the kept voxels.
-    stimuli : dict of str to list of str
-        Per set, the stimulus name of each row.
-    train_runs : ndarray of int
-        For each training row, the index of its run (folds for cross-validation over runs).
-    voxels : ndarray, shape (n_voxels, 3)
-        Grid indices of the kept voxels.
-    rois : dict of str to ndarray of bool
-        Per analysed ROI, which kept voxels belong to it.
-    blocks : DataFrame
-        Every block used, one row each (the provenance table).
-    key : str
-        Hash of every input the samples depend on (the work-folder cache key); later stages
-        include it in their own completion fingerprints.
-    """
-
-    samples: dict[str, np.ndarray]
-    stimuli: dict[str, list[str]]
-    train_runs: np.ndarray
-    voxels: np.ndarray
-    rois: dict[str, np.ndarray]
-    blocks: pd.DataFrame
-    key: str = ""
 
 
 def collect_inputs(
@@ -457,11 +426,6 @@ def _load(folder: Path) -> SampleSet:
         keep_default_na=False,
     )
     return SampleSet(samples, stimuli, train_runs, voxels, rois, blocks, key=folder.name)
-
-
-def blocks_table_path(output_dir: Path, label: str) -> Path:
-    """``OUTPUT_DIR/sub-<label>/func/sub-<label>_desc-blocks_table.tsv``."""
-    return output_dir / f"sub-{label}" / "func" / f"sub-{label}_desc-blocks_table.tsv"
 
 
 def write_blocks_table(output_dir: Path, label: str, blocks: pd.DataFrame) -> Path:
