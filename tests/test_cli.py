@@ -269,3 +269,20 @@ def test_exit_codes_documented_in_readme():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for code in EXIT_CODES:
         assert f"| {code} |" in readme
+
+
+def test_relative_dataset_spec_in_a_config_file_is_relative_to_that_file(tmp_path, monkeypatch):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "myspec.toml").write_text("name = 'x'\n")
+    (folder / "opts.toml").write_text('dataset_spec = "myspec.toml"\n')
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    bids = tmp_path / "bids"
+    bids.mkdir()
+    args = ["--config-file", str(folder / "opts.toml"), str(bids), str(tmp_path / "out")]
+    config = parse_config([*args, "participant"])
+    assert config.dataset_spec == str(folder / "myspec.toml")
+    (folder / "named.toml").write_text('dataset_spec = "ds001506"\n')
+    args[1] = str(folder / "named.toml")
+    assert parse_config([*args, "participant"]).dataset_spec == "ds001506"
