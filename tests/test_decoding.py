@@ -185,3 +185,22 @@ def test_ridge_decoder_cv_with_labels_equals_brute_force_on_exclusive_folds():
             fitted = Ridge(alpha=alpha).fit(X[train], Y[train])
             expected[k] += ((fitted.predict(X[valid]) - Y[valid]) ** 2).sum()
     np.testing.assert_allclose(model.cv_errors_, expected, rtol=1e-6)
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-8), (torch.float32, 1e-3)])
+def test_dual_ridge_in_each_precision_and_device(device, dtype, tolerance):
+    X, Y, X_test = tiny()
+    groups = np.repeat(np.arange(8), 6)
+    alphas = [0.1, 10.0, 1000.0]
+    folds = cv_folds(len(X), 4, groups)
+    model = DualRidge(X, folds, device, dtype)
+    predicted = model.weights(X_test, 10.0) @ torch.as_tensor(Y, dtype=dtype, device=device)
+    expected = Ridge(alpha=10.0).fit(X, Y).predict(X_test)
+    scale = np.abs(expected).max()
+    assert np.abs(predicted.cpu().numpy() - expected).max() <= tolerance * scale
+    errors = model.cv_errors(Y @ Y.T, alphas)
+    np.testing.assert_allclose(errors, brute_force_cv(X, Y, folds, alphas), rtol=tolerance)
