@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from bids_recon.simulate import simulate_dataset
 
 REPO = Path(__file__).resolve().parents[1]
+# tests/ mirrors bids_recon/ in subfolders; their modules import the shared helpers from here
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 REFERENCE = REPO.parent / "shared" / "reference"
 
 

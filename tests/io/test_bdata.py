@@ -20,7 +20,7 @@ from bids_recon.cli import main
 from bids_recon.errors import InputDataError, MissingInputError
 from bids_recon.io.bdata import read_bdata, stimulus_names
 
-DATA = Path(__file__).parent / "data" / "bdata"
+DATA = Path(__file__).resolve().parents[1] / "data" / "bdata"
 TRAIN = DATA / "sub-01_perceptionNaturalImageTraining_original_VC.h5"
 TEST = DATA / "sub-01_perceptionNaturalImageTest_original_VC.h5"
 
