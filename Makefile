@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO := demo
 DEMO_ARGS ?= --network builtin --device cpu
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lint clean options-table
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: $(VENV)/.installed-test
 	$(BIN)/pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
 	exit $$rc
+
+# README's options table is generated from bids_recon/options.py (a test checks they agree).
+options-table: $(VENV)/.installed
+	$(BIN)/python -c "from pathlib import Path; from bids_recon.options import update_readme; update_readme(Path('README.md'))"
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check bids_recon tests bench

@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from bids_recon import __version__
-from bids_recon.cli import positive_int, run_guarded
+from bids_recon.cli import run_guarded
 from bids_recon.config import Config
 from bids_recon.errors import MissingInputError, OutputNotWritableError, UsageError
 from bids_recon.features.extract import extract_features
 from bids_recon.features.networks import build_network
 from bids_recon.io.atomic import atomic_write
 from bids_recon.log import setup_logging
+from bids_recon.options import positive_int
 from bids_recon.runtime import resolve_device
 
 LOGGER = logging.getLogger("bids_recon")

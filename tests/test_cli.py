@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from bids_recon import __version__
-from bids_recon.cli import main, parse_config
+from bids_recon.cli import build_parser, main, parse_config
+from bids_recon.config import Config
 from bids_recon.errors import EXIT_CODES
 
 
@@ -286,3 +287,14 @@ def test_relative_dataset_spec_in_a_config_file_is_relative_to_that_file(tmp_pat
     (folder / "named.toml").write_text('dataset_spec = "ds001506"\n')
     args[1] = str(folder / "named.toml")
     assert parse_config([*args, "participant"]).dataset_spec == "ds001506"
+
+
+def test_readme_options_table_is_the_option_table():
+    from bids_recon.options import OPTIONS, options_table, readme_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert readme_table(readme) == options_table(), "run `make options-table`"
+    parser_dests = {a.dest for a in build_parser()._actions}
+    assert {o.dest for o in OPTIONS} <= parser_dests
+    fields = set(Config.__dataclass_fields__)
+    assert {o.dest for o in OPTIONS if o.kind} <= fields  # every option sets a Config field

@@ -18,7 +18,7 @@ LAYERS = [
     {"reports"},
     {"decoding", "recon", "features", "fmri", "evaluation", "memory", "runtime"},
     {"io"},
-    {"specs", "config"},
+    {"specs", "config", "options"},
     {"errors", "log", "_toml", "__init__"},
 ]
 RANK = {name: k for k, layer in enumerate(LAYERS) for name in layer}
