@@ -8,27 +8,32 @@ from typing import Any
 
 import tomli_w
 
+from bids_recon.errors import UsageError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-TOMLDecodeError = tomllib.TOMLDecodeError
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """Parse a TOML file.
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """Parse a TOML file; ``what`` names it in errors (``Config file x.toml``).
 
     Raises
     ------
-    OSError
-        The file cannot be read.
-    TOMLDecodeError
-        The file is not valid TOML.
-
+    UsageError
+        The file is missing, unreadable or not valid TOML (exit 64).
     """
-    with open(path, "rb") as handle:
-        return tomllib.load(handle)
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise UsageError(f"{what}: file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"{what}: cannot be read ({err})") from None
+    except tomllib.TOMLDecodeError as err:
+        raise UsageError(f"{what}: not valid TOML ({err})") from None
 
 
 def dumps_toml(data: dict[str, Any]) -> str:

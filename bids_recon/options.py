@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bids_recon._toml import TOMLDecodeError, read_toml
+from bids_recon._toml import read_toml
 from bids_recon.config import DEVICES, RECON_METHODS, STAGES, parse_memory_mb, parse_shard
 from bids_recon.errors import UsageError
 
@@ -300,14 +300,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         The file is missing or invalid, or a key is unknown or has the wrong type.
 
     """
-    try:
-        data = read_toml(path)
-    except FileNotFoundError:
-        raise UsageError(f"Config file {path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"Config file {path}: cannot be read ({err})") from None
-    except TOMLDecodeError as err:
-        raise UsageError(f"Config file {path}: not valid TOML ({err})") from None
+    data = read_toml(path, f"Config file {path}")
     data = data.get("bids_recon", data)
     ignored = {"bids_dir", "output_dir", "analysis_level", "run_uuid", "version"}
     values: dict[str, Any] = {}

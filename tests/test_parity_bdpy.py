@@ -81,7 +81,7 @@ def test_generator_reconstruction_end_to_end_with_the_lab_files(
     from bids_recon.specs import BUILTIN_SPECS
 
     _, vgg19, generator = parity
-    spec = read_toml(BUILTIN_SPECS["ds001506"])
+    spec = read_toml(BUILTIN_SPECS["ds001506"], "ds001506 spec")
     spec["sets"] = {name: spec["sets"][name] for name in ("training", "natural")}
     spec_file = tmp_path / "natural.toml"
     spec_file.write_text(dumps_toml(spec))

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bids_recon._toml import TOMLDecodeError, read_toml
+from bids_recon._toml import read_toml
 from bids_recon.errors import UsageError
 
 LOGGER = logging.getLogger(__name__)
@@ -432,15 +432,7 @@ def load_spec(path: Path, source: str | None = None) -> DatasetSpec:
 
     """
     source = source or str(path)
-    try:
-        data = read_toml(path)
-    except FileNotFoundError:
-        raise UsageError(f"Dataset spec {source}: file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"Dataset spec {source}: cannot be read ({err})") from None
-    except TOMLDecodeError as err:
-        raise UsageError(f"Dataset spec {source}: not valid TOML ({err})") from None
-    return parse_spec(data, source)
+    return parse_spec(read_toml(path, f"Dataset spec {source}"), source)
 
 
 def load_builtin_spec(name: str) -> DatasetSpec:
