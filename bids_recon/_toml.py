@@ -16,7 +16,6 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 
-
 def read_toml(path: Path, what: str) -> dict[str, Any]:
     """Parse a TOML file; ``what`` names it in errors (``Config file x.toml``).
 
