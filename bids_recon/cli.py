@@ -28,7 +28,7 @@ from bids_recon.errors import (
 from bids_recon.io.layout import read_filter_file, select_participants
 from bids_recon.io.reference_sd import read_reference_sd
 from bids_recon.log import setup_logging
-from bids_recon.options import OPTIONS, path, read_config_file
+from bids_recon.options import OPTIONS, absolute_path, read_config_file
 from bids_recon.specs import resolve_spec
 
 LOGGER = logging.getLogger("bids_recon.cli")
@@ -49,9 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         argument_default=argparse.SUPPRESS,
         epilog="Exit codes are listed in README.md (BIDS-Apps execution spec).",
     )
-    parser.add_argument("bids_dir", type=path, help="the input BIDS dataset")
+    parser.add_argument("bids_dir", type=absolute_path, help="the input BIDS dataset")
     parser.add_argument(
-        "output_dir", type=path, help="the output folder (a BIDS-Derivatives dataset)"
+        "output_dir", type=absolute_path, help="the output folder (a BIDS-Derivatives dataset)"
     )
     parser.add_argument(
         "analysis_level",

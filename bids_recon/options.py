@@ -18,7 +18,7 @@ from bids_recon.config import DEVICES, RECON_METHODS, STAGES, parse_memory_mb, p
 from bids_recon.errors import UsageError
 
 
-def path(value: str) -> Path:
+def absolute_path(value: str) -> Path:
     """An argparse type: a path, user-expanded and absolute."""
     return Path(value).expanduser().absolute()
 
@@ -62,7 +62,7 @@ def name_path(value: str) -> tuple[str, Path]:
     name, sep, where = value.partition("=")
     if not sep or not name or not where:
         raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {value!r}")
-    return name, path(where)
+    return name, absolute_path(where)
 
 
 @dataclass(frozen=True)
@@ -132,14 +132,14 @@ OPTIONS: tuple[Option, ...] = (
            "TASK", "+", type=without("task-")),
     Option("bids_filter_file", ("--bids-filter-file",), SELECT,
            "JSON pybids queries (fMRIPrep format) narrowing the inputs", "path", "FILE",
-           type=path),
+           type=absolute_path),
     Option("bids_database_dir", ("--bids-database-dir",), SELECT,
-           "reusable pybids index database", "path", "DIR", type=path),
+           "reusable pybids index database", "path", "DIR", type=absolute_path),
     Option("dataset_spec", ("--dataset-spec",), SELECT,
            "dataset spec: a built-in name or a TOML file (see Dataset specs); detected from "
            "the layout when omitted", "spec", "{ds001506|PATH}"),
     Option("stimuli_dir", ("--stimuli-dir",), SELECT,
-           "stimulus images (default: `BIDS_DIR/stimuli`)", "path", "DIR", type=path),
+           "stimulus images (default: `BIDS_DIR/stimuli`)", "path", "DIR", type=absolute_path),
     Option("derivatives", ("--derivatives",), SELECT,
            "precomputed derivatives: `fmriprep=PATH` samples fMRIPrep's `desc-preproc_bold` "
            "instead of raw BOLD; `bdata=DIR` reads the lab's preprocessed BData files instead "
@@ -171,7 +171,7 @@ OPTIONS: tuple[Option, ...] = (
            "local weights file of `--network` (nothing is downloaded): for vgg19 the lab's "
            "conversion of the Caffe VGG19 (`VGG_ILSVRC_19_layers.pt`, bdpy format) or "
            "torchvision's `vgg19-dcbb9e9d.pth`; its provenance is logged and written to the "
-           "decoder sidecars and the report", "path", "PATH", type=path),
+           "decoder sidecars and the report", "path", "PATH", type=absolute_path),
     Option("layers", ("--layers",), MODEL,
            "layers to decode (default: all of the network's; `conv1_1 ... fc8` for vgg19; "
            "module paths for other torchvision models)", "labels", "LAYER", "+"),
@@ -206,7 +206,8 @@ OPTIONS: tuple[Option, ...] = (
            "voxel-selection decoder: alpha (default: 100)", "float", "ALPHA", type=float),
     Option("feature_sd", ("--feature-sd",), MODEL,
            'JSON `{"layer": sd}` of reference SDs for the feature-SD correction (default: '
-           "estimated from the training images' true features)", "path", "FILE", type=path),
+           "estimated from the training images' true features)", "path", "FILE",
+           type=absolute_path),
     Option("recon_method", ("--recon-method",), MODEL,
            "`lbfgs` (default): L-BFGS on pixels within 0-255, from the mean colour (the "
            "paper's without generator); `gd`: gradient descent with momentum on pixels; "
@@ -232,14 +233,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("generator_weights", ("--generator-weights",), MODEL,
            "the Dosovitskiy-Brox fc7 generator as the lab distributes it (bdpy "
            "`AlexNetGenerator` state dict, `generator_relu7.pt`); without it `generator` is "
-           "refused (exit 64)", "path", "PATH", type=path),
+           "refused (exit 64)", "path", "PATH", type=absolute_path),
     Option("generator_act_range", ("--generator-act-range",), MODEL,
            "per-unit upper bounds of the generator's latent (`act_range/3x/fc7.txt`, 4,096 "
            "numbers, or `.npy`), as the paper; without it the latent is bounded below by 0 "
-           "only, which the log and the report say", "path", "PATH", type=path),
+           "only, which the log and the report say", "path", "PATH", type=absolute_path),
     Option("work_dir", ("-w", "--work-dir"), RESOURCES,
            "caches and resumable intermediate results (default: `./work`)", "path", "DIR",
-           type=path),
+           type=absolute_path),
     Option("nprocs", ("--nprocs", "--nthreads", "--n_cpus", "--n-cpus"), RESOURCES,
            "CPUs the job may use (default: the CPUs it is allowed to run on, so SLURM's "
            "allocation), for image-decoding threads", "int", "N", type=positive_int),
@@ -272,7 +273,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("config_file", ("--config-file",), RUN,
            "TOML file of options; command-line options win. Every run saves its resolved "
            "config as `OUTPUT_DIR/logs/config-<run>.toml`, which can be passed back here", "",
-           "FILE", type=path),
+           "FILE", type=absolute_path),
     Option("stop_on_first_crash", ("--stop-on-first-crash",), RUN,
            "stop at the first failing participant (default: continue, fail at the end)",
            "bool", action="store_true"),
