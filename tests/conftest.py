@@ -1,4 +1,4 @@
-"""Shared fixtures: a small simulated dataset (built once per session) and the reference files."""
+"""Shared fixtures: a small simulated dataset (built once per session) and real ds001506 files."""
 
 from __future__ import annotations
 
@@ -12,15 +12,12 @@ from bids_recon.simulate import simulate_dataset
 REPO = Path(__file__).resolve().parents[1]
 # tests/ mirrors bids_recon/ in subfolders; their modules import the shared helpers from here
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-REFERENCE = REPO.parent / "shared" / "reference"
 
 
 @pytest.fixture(scope="session")
-def reference_dir() -> Path:
-    """../shared/reference: real ds001506 events/sidecars and the method notes."""
-    if not (REFERENCE / "ds001506").is_dir():
-        pytest.skip(f"reference files not found at {REFERENCE}")
-    return REFERENCE
+def ds001506_dir() -> Path:
+    """Real ds001506 events and sidecars of sub-01 (tests/data/ds001506, see its README)."""
+    return REPO / "tests" / "data" / "ds001506"
 
 
 @pytest.fixture(scope="session")

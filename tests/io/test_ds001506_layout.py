@@ -25,13 +25,13 @@ ROIS = ("V1d", "V1v", "V2d", "V2v", "V3d", "V3v", "hV4", "LOC", "FFA", "PPA", "H
 
 
 @pytest.fixture(scope="module")
-def real_layout(reference_dir, tmp_path_factory) -> Path:
+def real_layout(ds001506_dir, tmp_path_factory) -> Path:
     """ds001506's real events and sidecars for sub-01, with random BOLD of the right length."""
-    source = reference_dir / "ds001506"
+    source = ds001506_dir
     root = tmp_path_factory.mktemp("ds001506") / "ds001506"
     root.mkdir()
     shutil.copy(source / "dataset_description.json", root)
-    shutil.copy(source / "README", root)
+    (root / "README").write_text("ds001506 events of sub-01 with random BOLD (bids_recon tests)\n")
     sidecar = json.loads(
         next(
             source.glob("sub-01/ses-perceptionNaturalImageTraining01/func/*_bold.json")

@@ -22,8 +22,8 @@ REAL = {
 }
 
 
-def real_events(reference_dir: Path, set_name: str) -> Path:
-    folder = reference_dir / "ds001506" / "sub-01" / REAL[set_name] / "func"
+def real_events(ds001506_dir: Path, set_name: str) -> Path:
+    folder = ds001506_dir / "sub-01" / REAL[set_name] / "func"
     return next(folder.glob("*_events.tsv"))
 
 
@@ -31,8 +31,8 @@ def real_events(reference_dir: Path, set_name: str) -> Path:
     ("set_name", "n_blocks"),
     [("training", 50), ("natural", 50), ("artificial", 40), ("letters", 10), ("imagery", 26)],
 )
-def test_real_ds001506_block_counts(reference_dir, set_name, n_blocks):
-    path = real_events(reference_dir, set_name)
+def test_real_ds001506_block_counts(ds001506_dir, set_name, n_blocks):
+    path = real_events(ds001506_dir, set_name)
     blocks = events_to_blocks(read_events(path), SPEC.sets[set_name].events, path)
     assert len(blocks) == n_blocks
     assert not blocks["is_repeat"].any()
@@ -41,8 +41,8 @@ def test_real_ds001506_block_counts(reference_dir, set_name, n_blocks):
         assert blocks["stimulus"].is_unique  # one-back repeats are excluded
 
 
-def test_real_repeats_kept_on_request(reference_dir):
-    path = real_events(reference_dir, "training")
+def test_real_repeats_kept_on_request(ds001506_dir):
+    path = real_events(ds001506_dir, "training")
     selection = replace(SPEC.sets["training"].events, include_repeats=True)
     blocks = events_to_blocks(read_events(path), selection, path)
     assert len(blocks) == 55 and blocks["is_repeat"].sum() == 5
@@ -53,8 +53,8 @@ def test_real_repeats_kept_on_request(reference_dir):
     ).all()
 
 
-def test_real_imagery_labelled_by_target_not_category_name(reference_dir):
-    path = real_events(reference_dir, "imagery")
+def test_real_imagery_labelled_by_target_not_category_name(ds001506_dir):
+    path = real_events(ds001506_dir, "imagery")
     events = read_events(path)
     blocks = events_to_blocks(events, SPEC.sets["imagery"].events, path)
     assert blocks["duration"].eq(8.0).all()
@@ -66,8 +66,8 @@ def test_real_imagery_labelled_by_target_not_category_name(reference_dir):
     assert "fixation" in set(blocks["stimulus"])
 
 
-def test_real_letters_tolerate_the_odd_cell(reference_dir):
-    path = real_events(reference_dir, "letters")
+def test_real_letters_tolerate_the_odd_cell(ds001506_dir):
+    path = real_events(ds001506_dir, "letters")
     assert "on/a" in set(read_events(path)["stimulus_id"])
     blocks = events_to_blocks(read_events(path), SPEC.sets["letters"].events, path)
     assert blocks["duration"].eq(12.0).all()

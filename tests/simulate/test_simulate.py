@@ -64,9 +64,9 @@ def test_pybids_indexes_it_like_ds001506(simulated_dataset_two):
         assert image.entities["run"] >= 1
 
 
-def test_events_have_the_real_columns_and_codes(simulated_dataset, reference_dir):
+def test_events_have_the_real_columns_and_codes(simulated_dataset, ds001506_dir):
     real = {}
-    for path in (reference_dir / "ds001506" / "sub-01").rglob("*_events.tsv"):
+    for path in (ds001506_dir / "sub-01").rglob("*_events.tsv"):
         kind = path.parent.parent.name.removeprefix("ses-").rstrip("0123456789")
         real[kind] = read_events(path)
     for kind in SESSION_KINDS:

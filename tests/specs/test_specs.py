@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from bids_recon.errors import UsageError
@@ -32,19 +33,10 @@ def test_builtin_ds001506_describes_the_dataset():
     assert spec.rois.hemispheres == ("LH", "RH")
 
 
-def test_imagery_targets_match_the_reference_table(reference_dir):
+def test_imagery_targets_match_the_reference_table(ds001506_dir):
     """The spec labels imagery by the lab's target table, not the release's category_name."""
-    table = (reference_dir / "ds001506" / "IMAGERY_TARGETS.md").read_text()
-    expected: dict[str, str] = {}
-    for line in table.splitlines():
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) != 3 or not re.fullmatch(r"\d+(–\d+)?", cells[0]):
-            continue
-        first, _, last = cells[0].partition("–")
-        indices = range(int(first), int(last or first) + 1)
-        names = [n.strip() for n in cells[2].split(",")] if "—" not in cells[2] else ["fixation"]
-        assert len(names) == len(indices)
-        expected.update({str(i): n for i, n in zip(indices, names, strict=True)})
+    table = pd.read_csv(ds001506_dir / "imagery_targets.tsv", sep="\t", dtype=str)
+    expected = dict(zip(table["category_index"], table["stimulus_name"], strict=True))
     mapping = load_builtin_spec("ds001506").sets["imagery"].events.stimulus_map
     assert dict(mapping) == expected
     assert len(expected) == 26
