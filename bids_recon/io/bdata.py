@@ -11,8 +11,12 @@ A BData file is one matrix and metadata about its columns (format of bdpy's ``BD
   elsewhere;
 - ``/vmap/<key>/<value>``: text labels of a column's values (``stimulus_name``: id → name).
 
-The fields bids_recon uses are listed in :data:`FIELDS`; stimulus labels are mapped to names by
-:func:`stimulus_names`.
+The fields bids_recon uses: ``VoxelData`` and ``ROI_<name>`` (voxel columns, and those of each
+ROI), ``Run`` (run numbers: the cross-validation groups), ``stimulus_name`` with its vmap (newer
+files) or ``stimulus_id`` (float: synset number, then six decimals of image number), and
+``voxel_x/y/z`` (voxel positions in mm, to check that a participant's files share voxels).
+Stimulus labels are mapped to names by :func:`stimulus_names`. Metadata are read when a file is
+opened; the matrix is read a column selection at a time (:meth:`BData.read`).
 """
 
 from __future__ import annotations
@@ -20,20 +24,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from bids_recon.errors import InputDataError, MissingInputError
-
-FIELDS = {
-    "VoxelData": "columns holding voxel values",
-    "ROI_<name>": "columns of ROI <name> (1 = in the ROI)",
-    "Run": "the column of run numbers (cross-validation folds)",
-    "stimulus_name": "the column of stimulus ids whose vmap gives names (newer files)",
-    "stimulus_id": "the column of stimulus ids (float: synset number . image number)",
-    "voxel_x, voxel_y, voxel_z": "voxel positions (mm), to check that files share voxels",
-}
 
 
 @dataclass(frozen=True)
@@ -43,7 +39,8 @@ class BData:
     Attributes
     ----------
     path : Path
-    dataset : ndarray, shape (n_samples, n_columns)
+    matrix : str
+        Name of the sample × column matrix in the file (``dataset``, or ``dataSet`` in old files).
     keys : tuple of str
         Metadata keys, in file order.
     values : ndarray, shape (n_keys, n_columns)
@@ -52,10 +49,22 @@ class BData:
     """
 
     path: Path
-    dataset: np.ndarray
+    matrix: str
     keys: tuple[str, ...]
     values: np.ndarray
     vmap: Mapping[str, Mapping[float, str]] = field(default_factory=dict)
+
+    def read(self, columns: np.ndarray) -> np.ndarray:
+        """The samples × ``columns`` (boolean mask) part of the matrix, as float64."""
+        import h5py
+
+        with h5py.File(self.path, "r") as h5:
+            return np.asarray(h5[self.matrix][:, np.flatnonzero(columns)], dtype=np.float64)
+
+    @cached_property
+    def dataset(self) -> np.ndarray:
+        """The whole samples × columns matrix (read once, when first asked for)."""
+        return self.read(np.ones(self.values.shape[1], dtype=bool))
 
     def has(self, key: str) -> bool:
         """Whether the file has metadata ``key``."""
@@ -84,12 +93,12 @@ class BData:
         InputDataError
             The key is missing or flags no or several columns.
         """
-        columns = np.flatnonzero(self.flags(key))
-        if len(columns) != 1:
+        columns = self.flags(key)
+        if columns.sum() != 1:
             raise InputDataError(
-                f"BData file {self.path}: {key!r} flags {len(columns)} columns, expected one."
+                f"BData file {self.path}: {key!r} flags {columns.sum()} columns, expected one."
             )
-        return self.dataset[:, columns[0]]
+        return self.read(columns)[:, 0]
 
     def positions(self, columns: np.ndarray) -> np.ndarray | None:
         """``voxel_x/y/z`` of ``columns`` (n, 3), or None when the file lacks them."""
@@ -126,7 +135,7 @@ def read_bdata(path: Path) -> BData:
                     f"{path} is not a BData file: it needs /dataset and /metadata (has "
                     f"{', '.join(h5)})."
                 )
-            dataset = np.asarray(h5[name], dtype=np.float64)
+            shape = h5[name].shape
             keys = tuple(_text(k) for k in h5[group]["key"][:].tolist())
             values = np.asarray(h5[group]["value"], dtype=np.float64)
             vmap = {
@@ -135,12 +144,12 @@ def read_bdata(path: Path) -> BData:
             }
     except OSError as err:
         raise InputDataError(f"{path} cannot be read as HDF5 (BData): {err}") from err
-    if dataset.ndim != 2 or values.shape != (len(keys), dataset.shape[1]):
+    if len(shape) != 2 or values.shape != (len(keys), shape[1]):
         raise InputDataError(
-            f"BData file {path}: /dataset {dataset.shape} and /metadata/value {values.shape} "
+            f"BData file {path}: /{name} {shape} and /metadata/value {values.shape} "
             f"do not fit ({len(keys)} keys)."
         )
-    return BData(path, dataset, keys, values, vmap)
+    return BData(path, name, keys, values, vmap)
 
 
 def id_key(value: float | str) -> str:

@@ -12,7 +12,7 @@ the reference code does (centre, offset ``(256 − size) // 2``) and converts it
 preprocessing. Weights come only from a local file: nothing is downloaded.
 
 The latent is bounded as in the paper: below by 0 and, with the published ``act_range`` file
-(per-unit upper limits of fc7, 3 SD above the mean), above per unit (:func:`latent_bounds`).
+(per-unit upper limits of fc7, 3 SD above the mean), above per unit (:func:`load_prior`).
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ class BDataInputs:
         for set_name, path in self.files.items():
             voxels = _voxels(read_bdata(path), rois)
             voxels.check_same(reference)
-            rows.append(voxels.data.dataset[:, voxels.union])
+            rows.append(voxels.data.read(voxels.union))
             runs = voxels.data.column("Run").astype(int)
             tables.append(
                 pd.DataFrame(

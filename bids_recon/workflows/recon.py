@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from bids_recon import __version__
 from bids_recon.config import Config
@@ -29,6 +28,7 @@ from bids_recon.errors import MissingInputError
 from bids_recon.features.extract import extract_features, network_key
 from bids_recon.features.networks import TappedNetwork
 from bids_recon.fmri.sample_set import SampleSet
+from bids_recon.io.atomic import atomic_write, atomic_write_json
 from bids_recon.io.outputs import (
     decoded_features_path,
     decoder_path,
@@ -144,8 +144,8 @@ def copy_oracles(copies: list[tuple[ReconItem, ReconItem, str]]) -> int:
             continue
         meta = json.loads(source_meta.read_text(encoding="utf-8"))
         meta.update(Set=set_name, ReusedFrom=source.path.name)
-        with Image.open(source.path) as image:
-            write_image(target.path, np.asarray(image.convert("RGB")), meta)
+        atomic_write(target.path, source.path.read_bytes())  # the PNG, then its marker
+        atomic_write_json(target.path.with_suffix(".json"), meta)
         done += 1
     return done
 
