@@ -25,12 +25,21 @@ from bids_recon.features.extract import extract_features
 from bids_recon.features.networks import build_network
 from bids_recon.io.atomic import atomic_write
 from bids_recon.log import setup_logging
-from bids_recon.options import positive_int
+from bids_recon.options import OPTIONS
 from bids_recon.runtime import resolve_device
 
 LOGGER = logging.getLogger("bids_recon")
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp")
 NAMES_KEY = "names"
+SHARED_OPTIONS = (
+    "network",
+    "weights",
+    "layers",
+    "preprocessing",
+    "device",
+    "batch_size",
+    "verbose",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,22 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         "images", nargs="+", type=Path, metavar="IMAGE", help="image files or folders of images"
     )
     parser.add_argument("--out", type=Path, required=True, metavar="FILE.npz", help="output file")
-    parser.add_argument(
-        "--network",
-        default=defaults.network,
-        metavar="NAME",
-        help=f"vgg19, builtin or a torchvision model name (default: {defaults.network})",
-    )
-    parser.add_argument("--weights", type=Path, metavar="PATH", help="local weights file")
-    parser.add_argument("--layers", nargs="+", default=(), metavar="LAYER", help="layers to write")
-    parser.add_argument(
-        "--preprocessing",
-        choices=("caffe", "torchvision"),
-        help="image preprocessing (default: what the weights imply, checked as in bids_recon)",
-    )
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, metavar="N")
-    parser.add_argument("-v", "--verbose", action="count", default=0)
+    network = parser.add_argument_group("Network (the options of bids_recon)")
+    for option in OPTIONS:
+        if option.dest in SHARED_OPTIONS:
+            option.add_to(network)
+    parser.set_defaults(**{dest: getattr(defaults, dest) for dest in SHARED_OPTIONS})
     parser.add_argument("--version", action="version", version=f"bids_recon {__version__}")
     return parser
 
