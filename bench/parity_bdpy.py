@@ -267,8 +267,8 @@ def compare_lbfgs(expected: Path, vgg19_file: Path, device: str = "cpu") -> dict
     weights = layer_weights(targets)
     lower = -torch.tensor(MEAN_BGR, dtype=torch.float32, device=device).reshape(3, 1, 1)
     upper = lower + 255.0
-    x, curves = lbfgs(
-        lambda v: feature_loss(network(v), targets, weights),
+    x, trace = lbfgs(
+        lambda v, rows: feature_loss(network(v), targets, weights),  # one image: rows is None
         torch.zeros(1, 3, LBFGS_SIZE, LBFGS_SIZE, device=device),
         LBFGS_ITERATIONS,
         lower,
@@ -281,9 +281,11 @@ def compare_lbfgs(expected: Path, vgg19_file: Path, device: str = "cpu") -> dict
         "reference loss": float(ref_loss),
         "reference iterations": float(ref_iterations),
         "reference evaluations": float(ref_evaluations),
-        "bids_recon loss": float(curves[0][-1]),
+        "bids_recon loss": float(trace.curves[0][-1]),
+        "bids_recon iterations": float(len(trace.curves[0]) - 1),
+        "bids_recon evaluations": float(trace.passes[0]),
         "pixel correlation": float(np.corrcoef(x.cpu().numpy().ravel(), ref_image)[0, 1]),
-        "start loss": float(curves[0][0]),
+        "start loss": float(trace.curves[0][0]),
     }
 
 

@@ -9,7 +9,13 @@ batch gives the same result as optimizing each image alone (up to floating point
 - :func:`lbfgs`: projected L-BFGS with box bounds (pixels stay valid), as the paper's L-BFGS-B
   on pixels (docs/method.md §4.3), with a backtracking Armijo line search per image. Variables
   held at a bound by their gradient are left out of the quasi-Newton step, which makes it reach
-  L-BFGS-B's bounded optimum (``tests/test_optimize.py``).
+  L-BFGS-B's bounded optimum (``tests/test_optimize.py``). A trial step evaluates only the
+  images still searching, and an image stops, as with SciPy, once an iteration no longer lowers
+  its loss by more than ``ftol`` relative: on a flat loss a line search would otherwise spend
+  many passes on rounding noise.
+
+The loop keeps losses on the device (the curves are read once at the end); L-BFGS waits for the
+device once per trial step, to know which images still search.
 """
 
 from __future__ import annotations
@@ -19,7 +25,22 @@ from dataclasses import dataclass
 
 import torch
 
-Objective = Callable[[torch.Tensor], torch.Tensor]  # (batch, ...) -> per-image loss (batch,)
+# objective(x, rows): per-image loss (len(x),) of images x, the ``rows`` of the batch (None: all)
+Objective = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+FTOL = 1e-7  # relative loss decrease below which an image has converged (float32: ~1 ulp)
+
+
+@dataclass
+class Trace:
+    """What an optimization did, per image of the batch.
+
+    ``curves[k]`` holds the loss of image k at the start (L-BFGS) or before each step (GD) and
+    after each iteration it took; ``passes[k]`` counts the network passes (loss and gradient
+    evaluations) that included image k.
+    """
+
+    curves: list[list[float]]
+    passes: list[int]
 
 
 @dataclass(frozen=True)
@@ -39,9 +60,11 @@ class GDSchedule:
     jitter: int = 0
 
 
-def _value_and_grad(objective: Objective, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _value_and_grad(
+    objective: Objective, x: torch.Tensor, rows: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     x = x.detach().requires_grad_(True)
-    loss = objective(x)
+    loss = objective(x, rows)
     (grad,) = torch.autograd.grad(loss.sum(), x)
     return loss.detach(), grad
 
@@ -69,7 +92,7 @@ def gradient_descent(
     lower: torch.Tensor | None = None,
     upper: torch.Tensor | None = None,
     jitter_seeds: list[int] | None = None,
-) -> tuple[torch.Tensor, list[list[float]]]:
+) -> tuple[torch.Tensor, Trace]:
     """Gradient descent with momentum on ``start`` (batch, ...).
 
     Parameters
@@ -89,12 +112,12 @@ def gradient_descent(
     -------
     result : tensor
         The optimized values.
-    curves : list of list of float
-        Loss per iteration for each image.
+    trace : Trace
+        Loss before each step, and one pass per iteration, for each image.
     """
     x = start.detach().clone()
     velocity = torch.zeros_like(x)
-    curves = [[] for _ in range(len(x))]
+    losses = []
     generators = [torch.Generator().manual_seed(s) for s in (jitter_seeds or [0] * len(x))]
     n = schedule.iterations
     for t in range(n):
@@ -110,9 +133,8 @@ def gradient_descent(
                 for g in generators
             ]
             x = torch.stack([xi.roll(s, dims=(-2, -1)) for xi, s in zip(x, shifts, strict=True)])
-        loss, grad = _value_and_grad(objective, x)
-        for curve, value in zip(curves, loss.tolist(), strict=True):
-            curve.append(value)
+        loss, grad = _value_and_grad(objective, x, None)
+        losses.append(loss)
         scale = grad.abs().flatten(1).mean(dim=1).clamp_min(1e-30)
         velocity = schedule.momentum * velocity + grad / _per_image(scale, grad)
         x = (x - lr * velocity) * (1 - decay)
@@ -124,7 +146,33 @@ def gradient_descent(
             x = torch.maximum(x, lower)
         if upper is not None:
             x = torch.minimum(x, upper)
-    return x.detach(), curves
+    curves = torch.stack(losses, dim=1).tolist() if losses else [[] for _ in x]
+    return x.detach(), Trace(curves, [n] * len(x))
+
+
+def _inverse_hessian_times(
+    gradient: torch.Tensor, memory: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+) -> torch.Tensor:
+    """L-BFGS two-loop recursion per image: the inverse-Hessian estimate times ``gradient``.
+
+    ``memory`` holds the recent (s, y, 1/sᵀy) of each image, oldest first; without any, the
+    gradient is scaled to a mean absolute value of 1.
+    """
+    q = gradient.clone()
+    coefficients = []
+    for s, y, rho in reversed(memory):
+        a = rho * torch.linalg.vecdot(s, q)
+        q.addcmul_(y, a[:, None], value=-1)
+        coefficients.append(a)
+    if memory:
+        s, y, rho = memory[-1]
+        q *= (rho * torch.linalg.vecdot(y, y)).reciprocal().nan_to_num(0, 0, 0)[:, None]
+    else:
+        q /= gradient.abs().mean(dim=1, keepdim=True).clamp_min(1e-30)
+    for (s, y, rho), a in zip(memory, reversed(coefficients), strict=True):
+        b = rho * torch.linalg.vecdot(y, q)
+        q.addcmul_(s, (a - b)[:, None])
+    return q
 
 
 def lbfgs(
@@ -135,10 +183,36 @@ def lbfgs(
     upper: torch.Tensor | None = None,
     history: int = 10,
     max_backtracks: int = 20,
-) -> tuple[torch.Tensor, list[list[float]]]:
+    ftol: float = FTOL,
+) -> tuple[torch.Tensor, Trace]:
     """Projected L-BFGS with per-image memory and Armijo backtracking, within box bounds.
 
-    Returns the optimized batch and the loss per iteration of each image (non-increasing).
+    Parameters
+    ----------
+    objective : callable
+        Per-image loss ``objective(x, rows)`` of images ``x`` that are the ``rows`` of the batch
+        (``rows`` None: the whole batch).
+    start : tensor
+        Initial values (batch, ...).
+    iterations : int
+        Most iterations per image.
+    lower, upper : tensor, optional
+        Box bounds (broadcast against one image).
+    history : int
+        Step pairs kept for the inverse-Hessian estimate.
+    max_backtracks : int
+        Most trial steps (step halved each time) of one line search; an image whose line
+        search finds no decrease has converged.
+    ftol : float
+        An image stops once an iteration lowers its loss by at most
+        ``ftol * max(|f_k|, |f_k+1|, 1)`` (SciPy's L-BFGS-B criterion).
+
+    Returns
+    -------
+    result : tensor
+        The optimized batch.
+    trace : Trace
+        Loss curves (non-increasing, one value per iteration the image took) and passes.
     """
 
     def project(values: torch.Tensor) -> torch.Tensor:
@@ -150,63 +224,71 @@ def lbfgs(
 
     x = project(start.detach().clone())
     batch = len(x)
-    flat = lambda v: v.reshape(batch, -1)  # noqa: E731
-    loss, grad = _value_and_grad(objective, x)
-    curves = [[v] for v in loss.tolist()]
-    s_hist: list[torch.Tensor] = []
-    y_hist: list[torch.Tensor] = []
+    flat = lambda v: v.reshape(len(v), -1)  # noqa: E731
+    loss, grad = _value_and_grad(objective, x, None)
+    losses = [loss]
+    passes = torch.ones(batch, dtype=torch.long, device=x.device)
+    stopped = torch.full((batch,), iterations, dtype=torch.long, device=x.device)
+    memory: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (s, y, 1 / sᵀy)
     active = torch.ones(batch, dtype=torch.bool, device=x.device)
-    for _ in range(iterations):
+    for iteration in range(iterations):
         # variables held at a bound by their gradient stay out of the quasi-Newton step
         # (their gradient would otherwise steer the step of the free ones)
         held = flat(_held(x, grad, lower, upper))
-        free_grad = torch.where(held, torch.zeros_like(flat(grad)), flat(grad))
-        q = free_grad.clone()
-        alphas = []
-        for s, y in zip(reversed(s_hist), reversed(y_hist), strict=True):
-            rho = 1.0 / (s * y).sum(dim=1).clamp_min(1e-30)
-            a = rho * (s * q).sum(dim=1)
-            q -= a[:, None] * y
-            alphas.append((rho, a))
-        if s_hist:
-            s, y = s_hist[-1], y_hist[-1]
-            gamma = (s * y).sum(dim=1) / (y * y).sum(dim=1).clamp_min(1e-30)
-            q *= gamma[:, None]
-        else:
-            q /= free_grad.abs().mean(dim=1, keepdim=True).clamp_min(1e-30)
-        for (s, y), (rho, a) in zip(
-            zip(s_hist, y_hist, strict=True), reversed(alphas), strict=True
-        ):
-            b = rho * (y * q).sum(dim=1)
-            q += (a - b)[:, None] * s
-        direction = torch.where(held, torch.zeros_like(q), -q)
-        slope = (direction * free_grad).sum(dim=1)
-        direction = torch.where((slope < 0)[:, None], direction, -free_grad)
+        free_grad = torch.where(held, 0.0, flat(grad))
+        q = _inverse_hessian_times(free_grad, memory)
+        direction = torch.where(held, 0.0, -q)
+        slope = torch.linalg.vecdot(direction, free_grad)
+        direction = torch.where((slope < 0)[:, None], direction, -free_grad).reshape(x.shape)
+        new_x, new_loss, new_grad = x.clone(), loss.clone(), grad.clone()
         step = torch.ones(batch, device=x.device, dtype=x.dtype)
-        new_x, new_loss, new_grad = x, loss, grad
-        accepted = torch.zeros(batch, dtype=torch.bool, device=x.device)
+        searching = active.clone()
         for _ in range(max_backtracks):
-            trial = project(x + (step[:, None] * direction).reshape(x.shape))
-            # the gradient comes with the trial: an accepted step needs no second pass
-            trial_loss, trial_grad = _value_and_grad(objective, trial)
-            decrease = 1e-4 * (flat(grad) * flat(trial - x)).sum(dim=1)
-            ok = active & ~accepted & (trial_loss <= loss + decrease)
-            new_x = torch.where(_per_image(ok, x), trial, new_x)
-            new_loss = torch.where(ok, trial_loss, new_loss)
-            new_grad = torch.where(_per_image(ok, x), trial_grad, new_grad)
-            accepted |= ok
-            if bool((accepted | ~active).all()):
+            rows = searching.nonzero().squeeze(1)  # the one host synchronisation per trial
+            if len(rows) == 0:
                 break
-            step = torch.where(accepted, step, step * 0.5)
-        active &= accepted  # an image whose line search failed has converged
+            whole = len(rows) == batch  # no copies of the batch's rows then
+            pick = (lambda v: v) if whole else (lambda v, rows=rows: v[rows])  # noqa: E731
+            start_x = pick(x)
+            trial = project(start_x.addcmul(_per_image(pick(step), x), pick(direction)))
+            trial_loss, trial_grad = _value_and_grad(objective, trial, None if whole else rows)
+            passes[rows] += 1
+            change = torch.linalg.vecdot(flat(pick(grad)), flat(trial - start_x))
+            ok = trial_loss <= pick(loss) + 1e-4 * change  # Armijo
+            done = rows[ok]  # the gradient came with the trial: no second pass
+            new_x[done], new_loss[done], new_grad[done] = trial[ok], trial_loss[ok], trial_grad[ok]
+            searching[done] = False
+            # failed: the minimum of the quadratic through the loss, its slope and the trial
+            # (Nocedal & Wright §3.5), kept within 0.1-0.5 of the step
+            excess = (trial_loss - pick(loss) - change).clamp_min(1e-30)
+            shrink = (-change / (2 * excess)).nan_to_num(0.5).clamp(0.1, 0.5)
+            step[rows[~ok]] *= shrink[~ok]
+        # an image stops when its line search failed or its loss has stopped falling
+        scale = torch.maximum(loss.abs(), new_loss.abs()).clamp_min(1.0)
+        flat_loss = loss - new_loss <= ftol * scale
+        failed = active & searching  # no decrease found: this iteration did not happen
+        stopped[failed] = iteration
+        stopped[active & ~searching & flat_loss] = iteration + 1
+        ending = active & (searching | flat_loss)
+        moved = active & ~searching
         s_new, y_new = flat(new_x - x), flat(new_grad - grad)
-        keep = (s_new * y_new).sum(dim=1) > 1e-10
-        s_hist.append(torch.where(keep[:, None], s_new, torch.zeros_like(s_new)))
-        y_hist.append(torch.where(keep[:, None], y_new, torch.zeros_like(y_new)))
-        s_hist, y_hist = s_hist[-history:], y_hist[-history:]
-        x, loss, grad = new_x, torch.where(active, new_loss, loss), new_grad
-        for curve, value in zip(curves, loss.tolist(), strict=True):
-            curve.append(value)
+        curvature = torch.linalg.vecdot(s_new, y_new)
+        keep = moved & (curvature > 1e-10)  # others add an empty pair (no curvature news)
+        memory.append(
+            (
+                torch.where(keep[:, None], s_new, 0.0),
+                torch.where(keep[:, None], y_new, 0.0),
+                torch.where(keep, 1.0 / curvature.clamp_min(1e-30), 0.0),
+            )
+        )
+        memory = memory[-history:]
+        x, loss, grad = new_x, new_loss, new_grad
+        active &= ~ending
+        losses.append(loss)
         if not bool(active.any()):
             break
-    return x.detach(), curves
+    curves = torch.stack(losses, dim=1).tolist()
+    ends = stopped.tolist()
+    return x.detach(), Trace(
+        [curve[: end + 1] for curve, end in zip(curves, ends, strict=True)], passes.tolist()
+    )

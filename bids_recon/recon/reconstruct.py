@@ -13,7 +13,7 @@ from bids_recon.features.networks import TappedNetwork
 from bids_recon.log import progress
 from bids_recon.recon.generator import LATENT_SIZE, GeneratorPrior, to_network_input
 from bids_recon.recon.loss import feature_loss, layer_weights
-from bids_recon.recon.optimize import GDSchedule, gradient_descent, lbfgs
+from bids_recon.recon.optimize import GDSchedule, Objective, gradient_descent, lbfgs
 
 METHODS = ("lbfgs", "gd", "generator")
 
@@ -38,11 +38,12 @@ class ReconSettings:
 
 @dataclass
 class ReconResult:
-    """Reconstructed images (display RGB uint8), per-image loss curves and time."""
+    """Reconstructed images (display RGB uint8), per-image loss curves, passes and time."""
 
     images: np.ndarray  # (n, H, W, 3) uint8
     raw: np.ndarray  # (n, H, W, 3) float RGB before the display transform
     curves: list[list[float]]
+    passes: list[int]  # network passes (loss and gradient) spent on each image
     seconds: float
 
 
@@ -67,14 +68,20 @@ def _objective(
     weights: Mapping[str, torch.Tensor],
     prior: GeneratorPrior | None,
     settings: ReconSettings,
-):
-    def loss(values: torch.Tensor) -> torch.Tensor:
+) -> Objective:
+    """The per-image loss of a batch; ``rows`` picks the targets of a subset of its images."""
+
+    def loss(values: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
         images = (
             to_network_input(prior.generator(values), network.preprocessing)
             if prior is not None
             else values
         )
-        total = feature_loss(network(images), targets, weights)
+        wanted, scale = targets, weights
+        if rows is not None:
+            wanted = {layer: target[rows] for layer, target in targets.items()}
+            scale = {layer: weight[rows] for layer, weight in weights.items()}
+        total = feature_loss(network(images), wanted, scale)
         if settings.tv_weight:
             total = total + settings.tv_weight * total_variation(images)
         if settings.l2_weight:
@@ -108,7 +115,7 @@ def reconstruct(
     size = network.preprocessing.size
     lower, upper = (b.to(device) for b in network.preprocessing.pixel_bounds())
     start = time.perf_counter()
-    raws, curves = [], []
+    raws, curves, passes = [], [], []
     for first in progress(range(0, n, settings.batch_size), "reconstruction batches"):
         rows = slice(first, min(first + settings.batch_size, n))
         batch = {
@@ -127,7 +134,7 @@ def reconstruct(
                 if prior.upper is None
                 else torch.as_tensor(prior.upper, dtype=torch.float32, device=device)
             )
-            latent, batch_curves = gradient_descent(
+            latent, trace = gradient_descent(
                 objective,
                 latent,
                 GDSchedule(settings.iterations),
@@ -140,7 +147,7 @@ def reconstruct(
         else:
             x0 = torch.zeros(count, 3, size, size, device=device)  # the mean colour
             if settings.method == "lbfgs":
-                x, batch_curves = lbfgs(objective, x0, settings.iterations, lower, upper)
+                x, trace = lbfgs(objective, x0, settings.iterations, lower, upper)
             else:
                 schedule = GDSchedule(
                     settings.iterations,
@@ -150,11 +157,12 @@ def reconstruct(
                     decay_end=1e-10,
                     jitter=settings.jitter,
                 )
-                x, batch_curves = gradient_descent(
+                x, trace = gradient_descent(
                     objective, x0, schedule, lower, upper, jitter_seeds=seeds
                 )
         raws.append(network.preprocessing.tensor_to_array(x).cpu().numpy())
-        curves.extend(batch_curves)
+        curves.extend(trace.curves)
+        passes.extend(trace.passes)
     raw = np.concatenate(raws)
     images = np.stack([display_image(image) for image in raw])
-    return ReconResult(images, raw, curves, time.perf_counter() - start)
+    return ReconResult(images, raw, curves, passes, time.perf_counter() - start)

@@ -107,7 +107,10 @@ def decoding_plot(output_dir: Path, label: str) -> str:
 
 
 def loss_plot(output_dir: Path, label: str) -> str:
-    """SVG: mean loss curve (log scale) of the reconstructions, per set and source."""
+    """SVG: mean loss curve (log scale) of the reconstructions, per set and source.
+
+    An image that converged early keeps its last loss for the rest of the curve.
+    """
     curves: dict[str, list[list[float]]] = {}
     for sidecar in sorted(participant_dir(output_dir, label, "recon").glob("*_image.json")):
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
@@ -116,8 +119,8 @@ def loss_plot(output_dir: Path, label: str) -> str:
         return ""
     series = {}
     for name, group in curves.items():
-        length = min(len(c) for c in group)
-        series[name] = list(np.mean([c[:length] for c in group], axis=0))
+        length = max(len(c) for c in group)
+        series[name] = list(np.mean([c + c[-1:] * (length - len(c)) for c in group], axis=0))
     return line_plot(series, None, "loss (log10)", log_y=True)
 
 

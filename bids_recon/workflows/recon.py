@@ -292,8 +292,8 @@ def run_recon_stage(
         result = reconstruct(network, targets, settings, device, prior, indices=rows)
         per_image = result.seconds / len(rows)
         keys = plan.keys(batch)
-        for item, image, curve, key in zip(
-            batch.items, result.images, result.curves, keys, strict=True
+        for item, image, curve, passes, key in zip(
+            batch.items, result.images, result.curves, result.passes, keys, strict=True
         ):
             write_image(
                 item.path,
@@ -317,6 +317,7 @@ def run_recon_stage(
                     "Iterations": len(curve) - (settings.method == "lbfgs"),
                     "Seed": settings.seed,
                     "LossCurve": curve,
+                    "NetworkPasses": passes,
                     "Seconds": per_image,
                     "Fingerprint": key,
                 },
