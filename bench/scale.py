@@ -160,7 +160,7 @@ def estimated_decode_mib(config, part, units: dict[str, int]) -> float:
         n_voxels=int(next(iter(part.rois.values())).sum()),
         units=units,
     )
-    cached = cached_layers(units, n_images, int(config.feature_cache_mb * 2**20))
+    cached = cached_layers(units, n_images, int(config.feature_cache_mb * 2**20), itemsize=2)
     parts = decode_memory(
         sizes, config.batch_size, "ridge", config.cv_units, config.cv_folds, cached
     )

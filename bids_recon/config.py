@@ -73,7 +73,7 @@ class Config:
     selection_voxels: int = 500
     selection_chunk: int = 4096
     batch_size: int = 16
-    feature_cache_mb: float = 2048.0
+    feature_cache_mb: float = 16384.0
     feature_sd: Path | None = None
     recon_method: str = "lbfgs"
     recon_iterations: int | None = None

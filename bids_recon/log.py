@@ -8,7 +8,9 @@ the libraries too); the run log under ``OUTPUT_DIR/logs/`` always records DEBUG.
 from __future__ import annotations
 
 import logging
+import resource
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,6 +58,20 @@ def remove_log_file(handler: logging.Handler) -> None:
 def progress(iterable: Iterable[_T], description: str, total: int | None = None) -> Iterable[_T]:
     """Wrap a long loop in a tqdm bar that stays quiet when stderr is not a terminal."""
     return tqdm(iterable, desc=description, total=total, disable=None, leave=False)
+
+
+@contextmanager
+def timed(logger: logging.Logger, what: str) -> Iterator[None]:
+    """Log how long the block took (``<what> took N s``), and the peak resident memory so far."""
+    start = time.monotonic()
+    yield
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+    logger.info(
+        "%s took %.1f s (peak resident memory so far %.2f GiB)",
+        what,
+        time.monotonic() - start,
+        peak,
+    )
 
 
 class _Collector(logging.Handler):

@@ -89,20 +89,16 @@ def decode_memory(
         "decoded test features": FLOAT32 * 2 * sizes.n_test * total_units,
     }
     if decoder == "ridge":
-        streamed = [u for layer, u in sizes.units.items() if layer not in cached]
         parts["cross-validation unit subsets"] = (
-            FLOAT32 * sizes.n_images * sum(min(u, cv_units) for u in streamed)
+            FLOAT32 * sizes.n_images * sum(min(u, cv_units) for u in sizes.units.values())
         )
-        # float64 column chunk of a layer and its rows per training sample
-        parts["cross-validation Gram chunk"] = (
-            2 * FLOAT64 * max(sizes.n_images, sizes.n_samples) * min(largest, GRAM_CHUNK)
-        )
-        parts["decoder weights"] = FLOAT64 * len(sizes.units) * sizes.n_test * sizes.n_images
-        if cached:
-            # mapped pages of the cache file and the layer read whole as float32
-            parts["largest cached layer"] = (
-                2 * FLOAT32 * sizes.n_images * max(sizes.units[layer] for layer in cached)
-            )
+        # every layer's image Gram matrix, and a float32 column chunk of a layer
+        parts["cross-validation Gram matrices"] = FLOAT64 * (
+            len(sizes.units) * sizes.n_images**2 + sizes.n_samples**2
+        ) + FLOAT32 * sizes.n_images * min(largest, GRAM_CHUNK)
+        parts["decoder weights"] = FLOAT32 * len(sizes.units) * sizes.n_test * sizes.n_images
+        if cached:  # read back a column chunk at a time (float16 and float32)
+            parts["cached layer chunk"] = 6 * sizes.n_images * min(largest, GRAM_CHUNK)
     else:
         k = min(selection_voxels, sizes.n_voxels) + 1
         parts["voxel-selection systems"] = FLOAT64 * 2 * min(SOLVE_CHUNK, largest) * k * k
@@ -141,11 +137,16 @@ def resident_bytes() -> int:
 
 
 def fit_batch(
-    estimate: Callable[[int], dict[str, int]], batch_size: int, limit_mb: float, stage: str
+    estimate: Callable[[int], dict[str, int]],
+    batch_size: int,
+    limit_mb: float,
+    stage: str,
+    resident: int | None = None,
 ) -> int:
     """The largest batch size up to ``batch_size`` (halving) whose estimate fits ``limit_mb``.
 
-    The estimate is added to what the process already holds (:func:`resident_bytes`).
+    The estimate is added to ``resident`` bytes already held (default: what the process holds,
+    :func:`resident_bytes`; 0 for a GPU's free memory, which already excludes them).
 
     Raises
     ------
@@ -154,7 +155,7 @@ def fit_batch(
     """
     limit = limit_mb * 2**20
     size = batch_size
-    resident = resident_bytes()
+    resident = resident_bytes() if resident is None else resident
     while True:
         parts = {"process now": resident, **estimate(size)}
         total = sum(parts.values())

@@ -259,9 +259,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("batch_size", ("--batch-size",), RESOURCES,
            "images per network batch (default: 16)", "int", "N", type=positive_int),
     Option("feature_cache_mb", ("--feature-cache-mb",), RESOURCES,
-           "budget for caching whole layers of training features in the work folder "
-           "(default: 2048 MB; smallest layers first), and for the feature batches `--shard` "
-           "jobs share", "float", "MB", type=float),
+           "work-folder disk for keeping whole layers of training features (float16, "
+           "smallest layers first; never more than the free space less 2 GB): layers kept need "
+           "one network pass, the others two. Default 16384 MB (VGG19: all 19 layers of 500 "
+           "images). Also the budget for the feature batches `--shard` jobs share",
+           "float", "MB", type=float),
     Option("device", ("--device",), RESOURCES,
            "compute device; `auto` (default) takes CUDA when visible, which then runs in "
            "full float32", "str", choices=DEVICES),

@@ -6,12 +6,16 @@ import numpy as np
 
 
 def _row_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson correlation of matching rows of a and b; NaN where a row is constant."""
+    """Pearson correlation of matching rows of a and b; NaN where a row is constant.
+
+    Computed in the inputs' precision (float32 inputs: float32, half the memory of float64),
+    with row products summed without temporaries.
+    """
     a = a - a.mean(axis=1, keepdims=True)
     b = b - b.mean(axis=1, keepdims=True)
-    denominator = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    denominator = np.sqrt(np.einsum("ij,ij->i", a, a) * np.einsum("ij,ij->i", b, b))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, (a * b).sum(axis=1) / denominator, np.nan)
+        return np.where(denominator > 0, np.einsum("ij,ij->i", a, b) / denominator, np.nan)
 
 
 def profile_correlation(decoded: np.ndarray, true: np.ndarray) -> np.ndarray:

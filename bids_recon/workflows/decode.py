@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +26,14 @@ from bids_recon.config import Config
 from bids_recon.decoding.correction import feature_sd
 from bids_recon.decoding.ridge import DEFAULT_ALPHAS, GRAM_CHUNK, DualRidge, as_tensor, cv_folds
 from bids_recon.decoding.selection import predict_selected, select_and_solve
+from bids_recon.decoding.streaming import StreamingRidge, image_gram
 from bids_recon.errors import UsageError
 from bids_recon.evaluation.metrics import pattern_correlation, profile_correlation
 from bids_recon.features.extract import feature_batches, fill_store, network_key
 from bids_recon.features.networks import TappedNetwork
 from bids_recon.fmri.sample_set import SampleSet
 from bids_recon.io.atomic import atomic_write_json
-from bids_recon.io.feature_store import BatchStore, FeatureCache
+from bids_recon.io.feature_store import BatchStore, FeatureCache, batch_slices, cached_layers
 from bids_recon.io.outputs import (
     FEATDECODING_COLUMNS,
     decoded_features_path,
@@ -49,23 +51,57 @@ LOGGER = logging.getLogger(__name__)
 
 @dataclass
 class LayerStats:
-    """What one pass over the training images leaves for a layer."""
+    """What one pass over the training images leaves for a layer (sums on the device)."""
 
     shape: tuple[int, ...]
-    total: np.ndarray  # per-unit sum
-    total_sq: np.ndarray  # per-unit sum of squares
-    sd_sum: float = 0.0  # sum over images of the paper's feature SD statistic
+    total: torch.Tensor  # per-unit sum (float64: float32 batch sums added up)
+    total_sq: torch.Tensor  # per-unit sum of squares
+    sd_sum: torch.Tensor  # sum over images of the paper's feature SD statistic
     subset: np.ndarray | None = None  # unit indices kept for CV (None: all units)
     kept: list[np.ndarray] = field(default_factory=list)  # rows of the kept units
 
+    def add(self, features: torch.Tensor) -> None:
+        """Add a batch (images × units, float32) to the sums."""
+        self.sd_sum += feature_sd(features.reshape(-1, *self.shape)).sum(dtype=torch.float64)
+        self.total += features.sum(dim=0).double()
+        self.total_sq += torch.einsum("ij,ij->j", features, features).double()
+
     def mean(self, n: int) -> np.ndarray:
-        """Per-unit mean over the training images."""
-        return self.total / n
+        """Per-unit mean over the training images (float32)."""
+        return (self.total / n).float().cpu().numpy()
 
     def sd(self, n: int) -> np.ndarray:
-        """Per-unit SD (ddof=1) over the training images."""
+        """Per-unit SD (ddof=1) over the training images (float32)."""
         variance = (self.total_sq - self.total**2 / n) / max(n - 1, 1)
-        return np.sqrt(np.clip(variance, 0, None))
+        return variance.clamp_min(0).sqrt().float().cpu().numpy()
+
+
+@dataclass
+class TrainingFeatures:
+    """The training pass's result: per-layer statistics and where whole layers are kept.
+
+    A layer is kept whole on the device (CUDA, when all layers not in the cache fit its free
+    memory), or in the work folder's cache (float16, within ``--feature-cache-mb``); the other
+    layers keep a unit subset for cross-validation and need a second network pass to decode.
+    """
+
+    stats: dict[str, LayerStats]
+    cache: FeatureCache
+    on_device: dict[str, torch.Tensor]  # layer -> images × units, float32
+
+    def kept(self, layer: str) -> bool:
+        """Whether the whole layer is at hand (no second network pass)."""
+        return layer in self.on_device or self.cache.has(layer)
+
+    def column_chunks(self, layer: str, device, chunk: int = GRAM_CHUNK):
+        """(columns, images × columns float32 tensor on ``device``) of a kept layer."""
+        units = int(np.prod(self.stats[layer].shape))
+        for start in range(0, units, chunk):
+            cols = slice(start, min(start + chunk, units))
+            if layer in self.on_device:
+                yield cols, self.on_device[layer][:, cols]
+            else:
+                yield cols, torch.as_tensor(self.cache.read_columns(layer, cols), device=device)
 
 
 @dataclass
@@ -126,11 +162,18 @@ def _store_fits(config: Config, network: TappedNetwork, n_images: int) -> bool:
     return 4 * units * n_images <= config.feature_cache_mb * 2**20
 
 
-def _stream(config: Config, network: TappedNetwork, paths: list[Path], device, description: str):
+def _stream(
+    config: Config,
+    network: TappedNetwork,
+    paths: list[Path],
+    device,
+    description: str,
+    keep: bool = True,
+):
     """Features of ``paths`` batch by batch: stored batches are read, the others computed.
 
-    When all layers of these images fit ``--feature-cache-mb``, computed batches are stored
-    too, so a killed run resumes its feature extraction where it stopped.
+    With ``keep``, when all layers of these images fit ``--feature-cache-mb``, computed batches
+    are stored too, so a killed run resumes its feature extraction where it stopped.
     """
     return feature_batches(
         network,
@@ -140,7 +183,7 @@ def _stream(config: Config, network: TappedNetwork, paths: list[Path], device, d
         description,
         config.nprocs,
         _store(config, network, paths),
-        keep=_store_fits(config, network, len(paths)),
+        keep=keep and _store_fits(config, network, len(paths)),
     )
 
 
@@ -169,6 +212,18 @@ def share_extraction(
     LOGGER.info("Shard %d/%d: stored %d feature batch(es) for the decoding job", index, count, done)
 
 
+def _device_layers(units: dict[str, int], n_images: int, device: torch.device) -> set[str]:
+    """The layers to keep whole (float32) on a CUDA device, smallest first.
+
+    Half the device's free memory is the limit; the rest is for the network, the test features
+    and the decoded ones.
+    """
+    if device.type != "cuda":
+        return set()
+    free, _ = torch.cuda.mem_get_info(device)
+    return cached_layers(units, n_images, free // 2, itemsize=4)
+
+
 def _training_pass(
     config: Config,
     network: TappedNetwork,
@@ -176,45 +231,82 @@ def _training_pass(
     shapes: dict[str, tuple[int, ...]],
     cache: FeatureCache,
     device,
-    seed: int,
-) -> dict[str, LayerStats]:
-    """Stream the training images once: statistics, SD reference, CV unit subsets, cache."""
-    rng = np.random.default_rng(seed)
-    cached = cache.plan({layer: int(np.prod(shape)) for layer, shape in shapes.items()})
-    stats, full = {}, {}
+    cv: bool,
+) -> TrainingFeatures:
+    """Stream the training images once: statistics, SD reference, kept layers, CV unit subsets.
+
+    With ``cv``, a layer not kept on the device keeps the rows of a random subset of its units
+    (all of them when the layer is small) for estimating its Gram matrix.
+    """
+    device = torch.device(device)
+    rng = np.random.default_rng(config.random_seed)
+    units = {layer: int(np.prod(shape)) for layer, shape in shapes.items()}
+    device_layers = _device_layers(units, len(paths), device)
+    cached = cache.plan({k: v for k, v in units.items() if k not in device_layers})
+    stats, subsets, writers, on_device = {}, {}, {}, {}
     for layer, shape in shapes.items():
-        units = int(np.prod(shape))
-        whole = units <= config.cv_units or layer in cached
-        subset = None if whole else np.sort(rng.choice(units, config.cv_units, replace=False))
-        stats[layer] = LayerStats(shape, np.zeros(units), np.zeros(units), subset=subset)
-        if layer in cached and cache.load(layer) is None:
-            full[layer] = cache.writer(layer, units)
-    for rows, batch in _stream(config, network, paths, device, "training features"):
-        for layer, features in batch.items():
-            s = stats[layer]
-            s.sd_sum += float(feature_sd(features.reshape(-1, *s.shape)).sum())
-            s.total += features.sum(dim=0, dtype=torch.float64).cpu().numpy()
-            s.total_sq += features.square().sum(dim=0, dtype=torch.float64).cpu().numpy()
-            cpu = features.cpu().numpy()
-            if layer in full:
-                full[layer][rows] = cpu
-            elif layer not in cached:
-                s.kept.append(cpu if s.subset is None else cpu[:, s.subset])
-    for layer, array in full.items():
-        cache.commit(layer, array)
-    for layer in cached:  # whole cached layers serve cross-validation from disk
-        stats[layer].kept = [cache.load(layer)]
-    return stats
+        count = units[layer]
+        subset = None
+        if count > config.cv_units and layer not in device_layers:
+            subset = np.sort(rng.choice(count, config.cv_units, replace=False))
+            subsets[layer] = torch.as_tensor(subset, device=device)
+        zeros = torch.zeros(count, dtype=torch.float64, device=device)
+        stats[layer] = LayerStats(
+            shape, zeros, zeros.clone(), torch.zeros((), dtype=torch.float64, device=device), subset
+        )
+        if layer in device_layers:
+            on_device[layer] = torch.empty(len(paths), count, device=device)
+        elif layer in cached and not cache.has(layer):
+            writers[layer] = cache.writer(layer, count)
+    LOGGER.info(
+        "Training features: %d layer(s) kept on %s, %d in the work folder's cache (%s), %d "
+        "streamed again to decode",
+        len(on_device),
+        device,
+        len(cached),
+        cache.dtype.name,
+        len(shapes) - len(on_device) - len(cached),
+    )
+    try:
+        # batches are stored for a resumed run only when a second pass will need them
+        second_pass = len(on_device) + len(cached) < len(shapes)
+        for rows, batch in _stream(
+            config, network, paths, device, "training features", keep=second_pass
+        ):
+            for layer, features in batch.items():
+                s = stats[layer]
+                s.add(features)
+                if layer in on_device:
+                    on_device[layer][rows] = features
+                elif layer in writers:
+                    writers[layer][rows] = features  # converted on the device
+                if cv and layer not in on_device:
+                    picked = features if s.subset is None else features[:, subsets[layer]]
+                    s.kept.append(picked.cpu().numpy())
+    except OverflowError as err:
+        for writer in writers.values():
+            writer.close()  # its private file goes with the run's temporaries
+        raise UsageError(
+            f"Training features exceed the range of the float16 feature cache ({err}); "
+            "run again with --feature-cache-mb 0 to decode without it."
+        ) from err
+    for layer, writer in writers.items():
+        cache.commit(layer, writer)
+    return TrainingFeatures(stats, cache, on_device)
 
 
-def gram(features: np.ndarray, rows: np.ndarray, device, chunk: int = GRAM_CHUNK) -> torch.Tensor:
-    """``F[rows] F[rows]ᵀ`` in float64, a column chunk at a time (F may be memory-mapped)."""
-    index = torch.as_tensor(rows, device=device)
-    out = torch.zeros(len(rows), len(rows), dtype=torch.float64, device=device)
-    for start in range(0, features.shape[1], chunk):
-        block = as_tensor(np.asarray(features[:, start : start + chunk]), device)[index]
-        out += block @ block.T
-    return out
+def cv_gram(features: TrainingFeatures, layer: str, device) -> torch.Tensor:
+    """The layer's image Gram matrix ``F Fᵀ``.
+
+    Exact when the layer is on the device, else estimated from its unit subset (scaled to all
+    units), which is exact for layers no larger than ``--cv-units``.
+    """
+    if layer in features.on_device:
+        return image_gram(chunk for _, chunk in features.column_chunks(layer, device))
+    s = features.stats[layer]
+    kept = torch.as_tensor(np.concatenate(s.kept), device=device)
+    scale = 1.0 if s.subset is None else int(np.prod(s.shape)) / len(s.subset)
+    return scale * image_gram(kept[:, cols] for cols in batch_slices(kept.shape[1], GRAM_CHUNK))
 
 
 def _test_features(
@@ -228,7 +320,7 @@ def _test_features(
     """True features of the test images, all layers, cached in the work folder."""
     if paths and any(cache.load(layer) is None for layer in shapes):
         full = {layer: cache.writer(layer, int(np.prod(shape))) for layer, shape in shapes.items()}
-        for rows, batch in _stream(config, network, paths, device, "test features"):
+        for rows, batch in _stream(config, network, paths, device, "test features", keep=False):
             for layer, features in batch.items():
                 full[layer][rows] = features.cpu().numpy()
         for layer, array in full.items():
@@ -270,19 +362,23 @@ def _evaluate(
 
 
 def _features(
-    config: Config, network: TappedNetwork, inputs: DecodeInputs, limit: int, device
-) -> tuple[dict[str, tuple[int, ...]], FeatureCache, dict[str, LayerStats], dict[str, np.ndarray]]:
-    """Layer shapes, the training-feature cache, the training pass and the true test features."""
+    config: Config,
+    network: TappedNetwork,
+    inputs: DecodeInputs,
+    device,
+    cache_bytes: int,
+    cache_dtype: type,
+    cv: bool,
+) -> tuple[dict[str, tuple[int, ...]], TrainingFeatures, dict[str, np.ndarray]]:
+    """Layer shapes, the training pass (:func:`_training_pass`) and the true test features."""
     shapes = network.unit_shapes()
     key = network_key(network, config.weights)
     folder = config.work_dir / "features"
-    train_cache = FeatureCache(folder, key, inputs.train_paths, limit)
-    stats = _training_pass(
-        config, network, inputs.train_paths, shapes, train_cache, device, config.random_seed
-    )
+    train_cache = FeatureCache(folder, key, inputs.train_paths, cache_bytes, cache_dtype)
+    features = _training_pass(config, network, inputs.train_paths, shapes, train_cache, device, cv)
     test_cache = FeatureCache(folder, key, inputs.test_paths, 2**62)
     true = _test_features(config, network, inputs.test_paths, shapes, test_cache, device)
-    return shapes, train_cache, stats, true
+    return shapes, features, true
 
 
 def _layer_result(
@@ -301,10 +397,27 @@ def _layer_result(
         stats.shape,
         alpha,
         [float(e) for e in cv_errors],
-        stats.sd_sum / n_images,
+        float(stats.sd_sum) / n_images,
         decoded,
         _evaluate(layer, decoded, true, inputs.test_rows, stats.mean(n_images), stats.sd(n_images)),
     )
+
+
+def cache_budget(config: Config) -> int:
+    """Bytes the training-feature cache may take.
+
+    That is ``--feature-cache-mb``, within the work folder's free space less a 2 GB margin.
+    """
+    config.work_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(config.work_dir).free - 2 * 2**30
+    budget = int(config.feature_cache_mb * 2**20)
+    if free < budget:
+        LOGGER.info(
+            "Feature cache limited to %.0f MB by the free space of %s",
+            max(free, 0) / 2**20,
+            config.work_dir,
+        )
+    return max(min(budget, free), 0)
 
 
 def ridge_alphas(config: Config) -> tuple[float, ...]:
@@ -321,91 +434,70 @@ def decode_ridge(
     rois: Sequence[str],
     device,
 ) -> dict[str, list[LayerResult]]:
-    """Ridge decoders for every layer of ``network``, for each of ``rois``.
+    """Ridge decoders (:class:`StreamingRidge`) for every layer of ``network``, for each ROI.
 
-    The training images go through the network once for all ROIs (statistics and CV units),
-    and once more for the layers not kept whole in the cache, accumulating every ROI's
-    decoded features together.
+    The training images go through the network once for all ROIs; layers kept whole (on the
+    device or in the cache) are then decoded a column chunk at a time, and the others need a
+    second pass, which decodes them for all ROIs together.
     """
-    limit = int(config.feature_cache_mb * 2**20)
-    shapes, train_cache, stats, true = _features(config, network, inputs, limit, device)
+    shapes, features, true = _features(
+        config, network, inputs, device, cache_budget(config), np.float16, cv=True
+    )
     training = spec.training_set.name
     n_img = len(inputs.train_paths)
-    n_train = len(inputs.train_rows)
-    rows = torch.as_tensor(inputs.train_rows, device=device)
-    # samples -> unique images: decoded = W Y = (W P) F with P the sample-to-image map
-    to_images = torch.zeros(n_train, n_img, dtype=torch.float64, device=device)
-    to_images[torch.arange(n_train, device=device), rows] = 1.0
     grid = ridge_alphas(config)
-    folds = cv_folds(n_train, config.cv_folds, sample_set.train_runs, sample_set.stimuli[training])
+    folds = cv_folds(
+        len(inputs.train_rows), config.cv_folds, sample_set.train_runs, sample_set.stimuli[training]
+    )
     if len(grid) > 1 and not folds:
         raise UsageError(
             "Alpha cannot be chosen by cross-validation: every fold would validate on images "
             "that all other runs also show. Pass one value with --alphas."
         )
-
-    def cv_gram(s: LayerStats) -> torch.Tensor:  # n × n, recomputed per ROI: little memory
-        kept = s.kept[0] if len(s.kept) == 1 else np.concatenate(s.kept)
-        scale = 1.0 if s.subset is None else int(np.prod(s.shape)) / len(s.subset)
-        return scale * gram(kept, inputs.train_rows, device)
-
-    alphas: dict[str, dict[str, tuple[float, np.ndarray]]] = {}
-    weights: dict[tuple[str, str], dict[str, torch.Tensor]] = {}  # (roi, layer) -> set -> W
+    grams = {layer: cv_gram(features, layer, device) for layer in shapes} if len(grid) > 1 else {}
+    tests = {name: m for name, m in sample_set.samples.items() if name != training}
+    models: dict[tuple[str, str], StreamingRidge] = {}
     for roi in rois:
         voxels = sample_set.rois[roi]
-        model = DualRidge(sample_set.samples[training][:, voxels], folds, device)
-        alphas[roi] = {}
-        for layer, s in stats.items():
-            errors = model.cv_errors(cv_gram(s), grid)
-            alpha = float(grid[int(np.argmin(errors))])
-            weights[roi, layer] = {
-                name: model.weights(sample_set.samples[name][:, voxels], alpha) @ to_images
-                for name in sample_set.samples
-                if name != training
-            }
-            alphas[roi][layer] = (alpha, errors)
+        ridge = DualRidge(sample_set.samples[training][:, voxels], folds, device)
+        for layer, shape in shapes.items():
+            model = StreamingRidge(ridge, inputs.train_rows, n_img, int(np.prod(shape)))
+            model.fit(grams.get(layer), grid)
+            models[roi, layer] = model.start_predict({k: x[:, voxels] for k, x in tests.items()})
+            subset = features.stats[layer].subset
             LOGGER.info(
                 "%s/%s: alpha %.3g (CV over %d folds, %s units)",
                 roi,
                 layer,
-                alpha,
+                model.alpha_,
                 len(folds),
-                "all" if s.subset is None else len(s.subset),
+                "all" if subset is None or layer in features.on_device else len(subset),
             )
-    decoded: dict[tuple[str, str], dict[str, np.ndarray]] = {}
-    streamed = [layer for layer in shapes if train_cache.load(layer) is None]
+    del grams
+    streamed = [layer for layer in shapes if not features.kept(layer)]
     for layer in shapes:
         if layer not in streamed:
-            full = as_tensor(train_cache.load(layer), device, torch.float32)
-            for roi in rois:
-                decoded[roi, layer] = {
-                    name: (w.float() @ full).cpu().numpy()
-                    for name, w in weights[roi, layer].items()
-                }
+            for cols, chunk in features.column_chunks(layer, device):
+                for roi in rois:
+                    models[roi, layer].partial_predict(slice(None), cols, chunk)
+            features.on_device.pop(layer, None)  # its device memory is free for the next
     if streamed:
-        acc = {
-            (roi, layer): {
-                name: torch.zeros(len(w), int(np.prod(shapes[layer])), device=device)
-                for name, w in weights[roi, layer].items()
-            }
-            for roi in rois
-            for layer in streamed
-        }
-        for rows_, batch in _stream(config, network, inputs.train_paths, device, "decoding"):
-            for (roi, layer), sets in acc.items():
-                for name, total in sets.items():
-                    total += weights[roi, layer][name][:, rows_].float() @ batch[layer]
-        for key, sets in acc.items():
-            decoded[key] = {name: total.cpu().numpy() for name, total in sets.items()}
-    return {
-        roi: [
-            _layer_result(
-                layer, s, n_img, decoded[roi, layer], true[layer], inputs, *alphas[roi][layer]
+        for rows, batch in _stream(config, network, inputs.train_paths, device, "decoding"):
+            for layer in streamed:
+                for roi in rois:
+                    models[roi, layer].partial_predict(rows, slice(None), batch[layer])
+    results = {}
+    for roi in rois:
+        results[roi] = []
+        for layer, s in features.stats.items():
+            model = models.pop((roi, layer))
+            decoded = {name: d.cpu().numpy() for name, d in model.decoded_.items()}
+            results[roi].append(
+                _layer_result(
+                    layer, s, n_img, decoded, true[layer], inputs, model.alpha_, model.cv_errors_
+                )
             )
-            for layer, s in stats.items()
-        ]
-        for roi in rois
-    }
+    return results
 
 
 def decode_voxel_selection(
@@ -418,12 +510,12 @@ def decode_voxel_selection(
     device,
 ) -> dict[str, list[LayerResult]]:
     """The paper's decoder for each of ``rois``: every layer kept on disk, units in chunks."""
-    _, cache, stats, true = _features(config, network, inputs, 2**62, device)
+    _, features, true = _features(config, network, inputs, device, 2**62, np.float32, cv=False)
     training = spec.training_set.name
     n_img = len(inputs.train_paths)
     out: dict[str, list[LayerResult]] = {roi: [] for roi in rois}
-    for layer, s in stats.items():
-        full = cache.load(layer)
+    for layer, s in features.stats.items():
+        full = features.cache.load(layer)
         units = full.shape[1]
         for roi in rois:
             voxels = sample_set.rois[roi]

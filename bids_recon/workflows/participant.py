@@ -17,7 +17,7 @@ from bids_recon.io.derivatives import init_output_dataset
 from bids_recon.io.layout import build_layout, read_filter_file, select_participants, select_runs
 from bids_recon.io.outputs import update_stimuli_table
 from bids_recon.io.validation import validate_bids
-from bids_recon.log import add_log_file, collect_warnings, remove_log_file
+from bids_recon.log import add_log_file, collect_warnings, remove_log_file, timed
 from bids_recon.reports.participant import write_participant_report
 from bids_recon.runtime import configure_runtime, resolve_device
 from bids_recon.specs import DatasetSpec, resolve_spec
@@ -71,7 +71,9 @@ def run_participant_level(config: Config) -> None:
         resolve_weights(config.network, config.weights)
     context = RunContext(spec, device, RunNetworks(config))
     if inputs:
-        config = fit_to_memory(config, spec, list(inputs.values()), context.networks)
+        config = fit_to_memory(
+            config, spec, list(inputs.values()), context.networks, context.device
+        )
 
     init_output_dataset(config.output_dir, config.bids_dir)
     log_file = add_log_file(config.logs_dir / f"bids_recon-{config.run_uuid}.log")
@@ -178,7 +180,8 @@ def run_participant(
             for absent in [s.name for s in spec.test_sets if s.name not in present]:
                 LOGGER.warning("sub-%s: test set '%s' skipped: it has no data", label, absent)
             spec = spec.with_sets(present)
-            sample_set = run_samples_stage(config, spec, inputs)
+            with timed(LOGGER, f"sub-{label}: samples stage"):
+                sample_set = run_samples_stage(config, spec, inputs)
             update_stimuli_table(
                 config.output_dir,
                 config.resolved_stimuli_dir,
@@ -189,11 +192,15 @@ def run_participant(
             if "decode" in config.stages:
                 network = context.networks.decode()
                 files = inputs.stimulus_files
-                run_decode_stage(config, spec, label, sample_set, files, network, device)
+                with timed(LOGGER, f"sub-{label}: decode stage"):
+                    run_decode_stage(config, spec, label, sample_set, files, network, device)
                 status["decode"] = "done"
             if "recon" in config.stages:
                 network, files = context.networks.recon(), inputs.stimulus_files
-                remaining = run_recon_stage(config, spec, label, sample_set, files, network, device)
+                with timed(LOGGER, f"sub-{label}: recon stage"):
+                    remaining = run_recon_stage(
+                        config, spec, label, sample_set, files, network, device
+                    )
                 if remaining:
                     LOGGER.info(
                         "sub-%s: shard %d/%d done; %d batch(es) of other shards remain, so "
@@ -203,7 +210,8 @@ def run_participant(
                         remaining,
                     )
                     return
-                evaluate_reconstructions(config, label, files, network, device)
+                with timed(LOGGER, f"sub-{label}: evaluation"):
+                    evaluate_reconstructions(config, label, files, network, device)
                 status["recon"] = "done"
         if "report" in config.stages:
             status["report"] = "done"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
+
 from bids_recon.config import Config
 from bids_recon.io.feature_store import cached_layers
 from bids_recon.memory import (
@@ -24,12 +26,17 @@ from bids_recon.workflows.samples import SampleInputs
 
 
 def fit_to_memory(
-    config: Config, spec: DatasetSpec, inputs: list[SampleInputs], networks: RunNetworks
+    config: Config,
+    spec: DatasetSpec,
+    inputs: list[SampleInputs],
+    networks: RunNetworks,
+    device: torch.device,
 ) -> Config:
-    """Check the decode and reconstruction stages' memory estimates against the limit.
+    """Check the decode and reconstruction stages' memory estimates against the limits.
 
-    The limit is ``--mem``, else the job's cgroup or physical memory. Batch sizes are lowered
-    when that makes a stage fit (the returned config has them).
+    The host limit is ``--mem``, else the job's cgroup or physical memory; on CUDA the
+    reconstruction batch must also fit the device's free memory. Batch sizes are lowered when
+    that makes a stage fit (the returned config has them), and the plan is logged.
 
     Raises
     ------
@@ -44,7 +51,8 @@ def fit_to_memory(
         batch = config.batch_size
         for item in inputs:
             sizes = decode_sizes(item, training, units)
-            cached = cached_layers(units, sizes.n_images, budget)
+            itemsize = 2 if config.decoder == "ridge" else 4  # the ridge cache is float16
+            cached = cached_layers(units, sizes.n_images, budget, itemsize)
             batch = fit_batch(
                 lambda size, sizes=sizes, cached=cached: decode_memory(
                     sizes,
@@ -64,12 +72,14 @@ def fit_to_memory(
     if "recon" in config.stages:
         network = networks.recon()
         units = network.unit_counts()
-        batch = fit_batch(
-            lambda size: recon_memory(units, network.preprocessing.size, size, config.recon_method),
-            config.recon_batch_size,
-            limit,
-            "reconstruction stage",
-        )
+
+        def estimate(size: int) -> dict[str, int]:
+            return recon_memory(units, network.preprocessing.size, size, config.recon_method)
+
+        batch = fit_batch(estimate, config.recon_batch_size, limit, "reconstruction stage")
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            batch = fit_batch(estimate, batch, free / 2**20, f"reconstruction on {device}", 0)
         config = dataclasses.replace(config, recon_batch_size=batch)
     return config
 

@@ -17,6 +17,7 @@ from bids_recon.features.extract import feature_batches, fill_store
 from bids_recon.features.networks import build_network
 from bids_recon.io.feature_store import BatchStore
 from bids_recon.specs import load_builtin_spec
+from bids_recon.workflows import decode
 from bids_recon.workflows.decode import decode_inputs, decode_ridge, decode_voxel_selection
 from bids_recon.workflows.participant import collect_all_inputs
 from bids_recon.workflows.samples import run_samples_stage
@@ -190,3 +191,41 @@ def test_several_rois_share_one_feature_extraction(simulated_dataset, tmp_path, 
     lvc = json.loads((several / name.format("LVC")).with_suffix(".json").read_text())
     hvc = json.loads((several / name.format("HVC")).with_suffix(".json").read_text())
     assert 0 < lvc["NVoxels"] and 0 < hvc["NVoxels"] and lvc["NVoxels"] != hvc["NVoxels"]
+
+
+def test_layers_kept_on_the_device_give_the_exact_gram_and_one_pass(
+    prepared, tmp_path, monkeypatch
+):
+    """The GPU route (layers kept whole in device memory), exercised on the CPU."""
+    config, sample_set, inputs, network = prepared
+    config = dataclasses.replace(config, feature_cache_mb=0.0, work_dir=tmp_path, cv_units=100)
+    monkeypatch.setattr(decode, "_device_layers", lambda units, n, device: set(units))
+    passes = []
+    stream = decode._stream
+    monkeypatch.setattr(decode, "_stream", lambda *a, **k: passes.append(a[4]) or stream(*a, **k))
+    results = decode_ridge(config, network, SPEC, sample_set, inputs, ["VC"], "cpu")["VC"]
+    assert passes == ["training features", "test features"]  # no second training pass
+    features = true_training_features(network, inputs)
+    for result in results:  # the Gram matrix is exact although cv_units is small
+        y = features[result.layer][inputs.train_rows]
+        reference = RidgeDecoder(cv=config.cv_folds).fit(
+            sample_set.samples["training"], y, groups=sample_set.train_runs,
+            labels=sample_set.stimuli["training"],
+        )  # fmt: skip
+        assert result.alpha == reference.alpha_
+        expected = reference.predict(sample_set.samples["natural"])
+        assert np.allclose(result.decoded["natural"], expected, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("cache_mb", [0.0, 512.0])
+def test_training_images_go_through_the_network_twice_only_without_the_cache(
+    prepared, tmp_path, monkeypatch, cache_mb
+):
+    config, sample_set, inputs, network = prepared
+    config = dataclasses.replace(config, feature_cache_mb=cache_mb, work_dir=tmp_path)
+    passes = []
+    stream = decode._stream
+    monkeypatch.setattr(decode, "_stream", lambda *a, **k: passes.append(a[4]) or stream(*a, **k))
+    decode_ridge(config, network, SPEC, sample_set, inputs, ["VC"], "cpu")
+    second = ["decoding"] if cache_mb == 0 else []
+    assert passes == ["training features", "test features", *second]
