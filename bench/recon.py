@@ -9,9 +9,9 @@ with its line search) at the given iterations, setup included. It prints the tim
 iteration of the batch as a ratio to the peer (targets: <= 1.2x on CPU with the built-in net at
 batch 32, <= 1.3x on a GPU), the iterations the images took (L-BFGS stops converged images) and
 the network passes per image iteration (1 for GD; L-BFGS's line search adds trial steps). The
-targets are the features of random images plus noise (0.3 of each layer's SD), so that, like
-decoded features, no image matches them exactly. VGG19 uses random weights (nothing is
-downloaded).
+peer is timed just before and after each run. The targets are the features of random images
+plus noise (0.3 of each layer's SD), so that, like decoded features, no image matches them
+exactly. VGG19 uses random weights (nothing is downloaded).
 """
 
 from __future__ import annotations
@@ -96,11 +96,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     for batch in args.batches:
         bare_pass_seconds(network, targets, batch, device, 2)  # warm-up
-        bare = bare_pass_seconds(network, targets, batch, device, 10)
         for method in args.methods:
             subset = {k: v[:batch] for k, v in targets.items()}
             settings = ReconSettings(method, args.iterations, batch)
+            # the peer is timed just before and after the run (the mean): a machine shared with
+            # other work changes speed over a run's seconds
+            before = bare_pass_seconds(network, targets, batch, device, 10)
             result = reconstruct(network, subset, settings, device)
+            bare = (before + bare_pass_seconds(network, targets, batch, device, 10)) / 2
             done = [len(c) - (method == "lbfgs") for c in result.curves]
             loops = max(done)  # iterations of the batch: until its last image stops
             per_iteration = result.seconds / loops

@@ -240,7 +240,7 @@ def lbfgs(
         direction = torch.where(held, 0.0, -q)
         slope = torch.linalg.vecdot(direction, free_grad)
         direction = torch.where((slope < 0)[:, None], direction, -free_grad).reshape(x.shape)
-        new_x, new_loss, new_grad = x.clone(), loss.clone(), grad.clone()
+        new_x = new_loss = new_grad = None  # copies of x, loss and grad made only when needed
         step = torch.ones(batch, device=x.device, dtype=x.dtype)
         searching = active.clone()
         for _ in range(max_backtracks):
@@ -255,7 +255,14 @@ def lbfgs(
             passes[rows] += 1
             change = torch.linalg.vecdot(flat(pick(grad)), flat(trial - start_x))
             ok = trial_loss <= pick(loss) + 1e-4 * change  # Armijo
-            done = rows[ok]  # the gradient came with the trial: no second pass
+            # the gradient came with the trial: no second pass
+            if whole and bool(ok.all()):  # the usual case: every image takes its first step
+                new_x, new_loss, new_grad = trial, trial_loss, trial_grad
+                searching[:] = False
+                break
+            if new_x is None:
+                new_x, new_loss, new_grad = x.clone(), loss.clone(), grad.clone()
+            done = rows[ok]
             new_x[done], new_loss[done], new_grad[done] = trial[ok], trial_loss[ok], trial_grad[ok]
             searching[done] = False
             # failed: the minimum of the quadratic through the loss, its slope and the trial
@@ -263,6 +270,8 @@ def lbfgs(
             excess = (trial_loss - pick(loss) - change).clamp_min(1e-30)
             shrink = (-change / (2 * excess)).nan_to_num(0.5).clamp(0.1, 0.5)
             step[rows[~ok]] *= shrink[~ok]
+        if new_x is None:  # no image found a decrease
+            new_x, new_loss, new_grad = x, loss, grad
         # an image stops when its line search failed or its loss has stopped falling
         scale = torch.maximum(loss.abs(), new_loss.abs()).clamp_min(1.0)
         flat_loss = loss - new_loss <= ftol * scale
@@ -274,13 +283,12 @@ def lbfgs(
         s_new, y_new = flat(new_x - x), flat(new_grad - grad)
         curvature = torch.linalg.vecdot(s_new, y_new)
         keep = moved & (curvature > 1e-10)  # others add an empty pair (no curvature news)
-        memory.append(
-            (
+        if not bool(keep.all()):
+            s_new, y_new = (
                 torch.where(keep[:, None], s_new, 0.0),
                 torch.where(keep[:, None], y_new, 0.0),
-                torch.where(keep, 1.0 / curvature.clamp_min(1e-30), 0.0),
             )
-        )
+        memory.append((s_new, y_new, torch.where(keep, 1.0 / curvature.clamp_min(1e-30), 0.0)))
         memory = memory[-history:]
         x, loss, grad = new_x, new_loss, new_grad
         active &= ~ending
