@@ -11,13 +11,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# Re-install only when the project metadata changes (stamp files per extra).
+# Re-install only when the project metadata changes (stamp files per extra). pip prints what
+# it collects and installs (minutes on a fresh clone: torch is large).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	@echo "Installing bids_recon and its dependencies into $(VENV) ..."
+	$(BIN)/pip install --progress-bar off -e .
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+	@echo "Installing bids_recon with its test dependencies into $(VENV) ..."
+	$(BIN)/pip install --progress-bar off -e '.[test]'
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -28,9 +31,11 @@ demo: $(VENV)/.installed
 	$(BIN)/bids_recon $(DEMO)/ds $(DEMO)/out group
 	@echo "Group report: $(abspath $(DEMO)/out/group.html)"
 
+# Tests marked slow (end-to-end runs of minutes) run only with SLOW=1, as CI does (.ci/run).
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass.
+SLOW ?=
 test: $(VENV)/.installed-test
-	$(BIN)/pytest -q; rc=$$?; \
+	$(BIN)/pytest -q $(if $(SLOW),,-m "not slow"); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
 	exit $$rc
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import signal
 import sys
 import threading
@@ -27,7 +28,7 @@ from bids_recon.errors import (
 )
 from bids_recon.io.layout import read_filter_file, select_participants
 from bids_recon.io.reference_sd import read_reference_sd
-from bids_recon.log import setup_logging
+from bids_recon.log import begin_run_log, setup_logging
 from bids_recon.options import OPTIONS, absolute_path, read_config_file
 from bids_recon.specs import resolve_spec
 
@@ -176,10 +177,13 @@ def run_guarded(body: Callable[[], None]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bids_recon`` console script; returns the exit code."""
     setup_logging(0)
+    begin_run_log()
 
     def body() -> None:
         config = parse_config(argv)
         setup_logging(config.verbose)
+        command = ["bids_recon", *(sys.argv[1:] if argv is None else argv)]
+        LOGGER.info("bids_recon v%s: %s", __version__, shlex.join(command))
         if config.analysis_level == "participant":
             # cheap checks first: the workflow's imports (torch, nilearn, pybids) take seconds
             resolve_spec(config.dataset_spec, config.bids_dir)

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
@@ -61,6 +63,7 @@ def test_scale_bench_point(simulated_dataset, tmp_path):
     assert point["seconds"] > 0 and point["peak_mib"] > 0
 
 
+@pytest.mark.slow
 def test_gpu_script_smoke_run_on_cpu(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "SKIP_INSTALL": "1", "OUT": str(tmp_path)}
     done = subprocess.run(

@@ -207,6 +207,12 @@ def test_participant_then_group_run(simulated_dataset, tmp_path):
     configs = list((out / "logs").glob("config-*.toml"))
     logs = list((out / "logs").glob("bids_recon-*.log"))
     assert len(configs) == 1 and len(logs) == 1
+    # the log holds the run from its first line: command line, spec, device, memory plan
+    lines = logs[0].read_text().splitlines()
+    assert "bids_recon v" in lines[0] and "participant --participant-label 01" in lines[0]
+    text = "\n".join(lines)
+    for needle in ("using the built-in spec", "using device: cpu", "sub-01: samples stage took"):
+        assert needle in text
     # group reads only OUTPUT_DIR: a BIDS_DIR that does not exist is fine
     assert run(tmp_path / "gone", out, "group") == 0
     group = (out / "group.html").read_text()

@@ -103,6 +103,7 @@ def test_bad_stimulus_images_stop_the_run_before_any_output(simulated_dataset, t
     ("sig", "code", "line"),
     [(signal.SIGTERM, 143, "Terminated (SIGTERM)"), (signal.SIGINT, 130, "Interrupted (SIGINT)")],
 )
+@pytest.mark.slow
 def test_signals_end_the_run_with_one_line_and_no_temporary_files(
     simulated_dataset, tmp_path, sig, code, line
 ):

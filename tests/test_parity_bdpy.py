@@ -64,6 +64,7 @@ def test_features_command_with_the_lab_vgg19(parity, tmp_path):
     assert module.relative_error(data["fc7"], reference["fc7/full"], scale) <= module.TARGET
 
 
+@pytest.mark.slow
 def test_generator_reconstruction_end_to_end_with_the_lab_files(
     parity, simulated_dataset, tmp_path, monkeypatch
 ):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 
 def app(*args, env=None):
@@ -20,6 +21,7 @@ def app(*args, env=None):
     )
 
 
+@pytest.mark.slow
 def test_runs_with_an_unwritable_home(simulated_dataset, tmp_path):
     env = {**os.environ, "HOME": "/proc/nonexistent-home"}  # nobody can create files there
     process = app(

@@ -77,6 +77,7 @@ def uninterrupted(simulated_dataset, tmp_path_factory) -> dict[str, object]:
     return outputs
 
 
+@pytest.mark.slow
 def test_kill_during_decoding_and_reconstruction_then_rerun(
     simulated_dataset, tmp_path, uninterrupted
 ):
@@ -105,6 +106,7 @@ def test_kill_during_decoding_and_reconstruction_then_rerun(
     assert not list(out.rglob("*.tmp")) and not list(work.rglob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_shards_run_concurrently_and_merge_to_the_unsharded_outputs(
     simulated_dataset, tmp_path, uninterrupted
 ):

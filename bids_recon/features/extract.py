@@ -94,6 +94,15 @@ def feature_batches(
         network,
         loaders,
     )
+    LOGGER.debug(
+        "%s: %d image(s) in %d batch(es) of %d on %s, %d already stored",
+        description,
+        len(paths),
+        len(batches),
+        batch_size,
+        device,
+        sum(stored),
+    )
     for k, rows in enumerate(progress(batches, description, total=len(batches))):
         if stored[k]:
             yield (

@@ -26,7 +26,6 @@ BIDS_VERSION = "1.10.0"
 BIDSIGNORE = (
     "*.html",
     "logs",  # folders without a trailing slash: the schema validator matches them so
-    "**/figures",
     "**/recon",
     "**/models",
     "*_features.npy",
@@ -39,7 +38,6 @@ BIDSIGNORE = (
     "group_*",
     "stimuli.tsv",
     "stimuli.json",
-    "descriptions.tsv",
 )
 
 README_TEXT = """\
@@ -53,8 +51,10 @@ doi:10.1371/journal.pcbi.1006633), computed by bids_recon {version}.
 - `group_*.tsv`, `group.html`: evaluation across participants.
 - `logs/`: run logs and the configuration of every run.
 
-File names are BIDS-like; labels are reduced to letters and digits, and the original names are
-kept in the JSON sidecars. Files the BIDS schema does not describe are listed in `.bidsignore`.
+File names are BIDS-like: a stimulus label is its name reduced to letters and digits
+(`colorExpStim04_red_+` → `colorExpStim04red`); `stimuli.tsv` and the JSON sidecars map labels
+back to names, and a dataset where two names would get one label is refused. Files the BIDS
+schema does not describe are listed in `.bidsignore`.
 """
 
 
@@ -80,8 +80,14 @@ def read_source_description(bids_dir: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def derivative_description(bids_dir: Path, source: dict[str, Any]) -> dict[str, Any]:
-    """The derivative dataset_description.json for outputs computed from ``bids_dir``."""
+def derivative_description(
+    bids_dir: Path, source: dict[str, Any], output_dir: Path
+) -> dict[str, Any]:
+    """The derivative dataset_description.json for outputs computed from ``bids_dir``.
+
+    The input is the BIDS URI ``bids:raw:`` with ``DatasetLinks.raw`` its path relative to
+    ``output_dir`` (as fMRIPrep writes it), or its DOI when it has one.
+    """
     generated_by: dict[str, Any] = {
         "Name": "bids_recon",
         "Version": __version__,
@@ -97,7 +103,7 @@ def derivative_description(bids_dir: Path, source: dict[str, Any]) -> dict[str, 
         "DatasetType": "derivative",
         "GeneratedBy": [generated_by],
     }
-    source_dataset: dict[str, str] = {"URL": bids_dir.absolute().as_uri()}
+    source_dataset: dict[str, str] = {"URL": "bids:raw:"}
     doi = source.get("DatasetDOI")
     if isinstance(doi, str) and doi:
         bare = doi.removeprefix("doi:")
@@ -106,7 +112,9 @@ def derivative_description(bids_dir: Path, source: dict[str, Any]) -> dict[str, 
         if version:
             source_dataset["Version"] = version.group(1)
     description["SourceDatasets"] = [source_dataset]
-    description["DatasetLinks"] = {"raw": bids_dir.absolute().as_uri()}
+    description["DatasetLinks"] = {
+        "raw": os.path.relpath(bids_dir.absolute(), output_dir.absolute())
+    }
     if isinstance(source.get("License"), str) and source["License"]:
         description["License"] = source["License"]
     description["HowToAcknowledge"] = (
@@ -130,14 +138,14 @@ DESCRIPTIONS = {
 
 def init_output_dataset(output_dir: Path, bids_dir: Path) -> None:
     """Make ``output_dir`` a BIDS-Derivatives dataset (idempotent, safe under concurrency)."""
-    description = derivative_description(bids_dir, read_source_description(bids_dir))
+    description = derivative_description(bids_dir, read_source_description(bids_dir), output_dir)
     write_shared(output_dir / "dataset_description.json", to_json(description))
     write_shared(output_dir / ".bidsignore", "\n".join(BIDSIGNORE) + "\n")
     write_shared(output_dir / "README.md", README_TEXT.format(version=__version__))
     write_shared(
         output_dir / "descriptions.tsv",
         "desc_id\tdescription\n"
-        + "".join(f"{key}\t{text}\n" for key, text in DESCRIPTIONS.items()),
+        + "".join(f"desc-{key}\t{text}\n" for key, text in DESCRIPTIONS.items()),
     )
     (output_dir / "logs").mkdir(parents=True, exist_ok=True)
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bids_recon.errors import InputDataError
 from bids_recon.io.atomic import atomic_write, atomic_write_json
 from bids_recon.io.derivatives import sanitize_label
 
@@ -89,17 +90,32 @@ def decoder_path(output_dir: Path, label: str, roi: str, decoder: str) -> Path:
 
 
 def stimulus_labels(names: Sequence[str]) -> dict[str, str]:
-    """File labels of stimulus names: letters and digits, numbered when two would collide."""
+    """File labels of the stimulus names of one set: their letters and digits.
+
+    A label depends on its name only, so it is the same in every run; ``stimuli.tsv`` and the
+    sidecars map it back to the name.
+
+    Raises
+    ------
+    InputDataError
+        Two names would get the same label, or a name has no letter or digit (exit code 65).
+    """
     labels: dict[str, str] = {}
-    used: set[str] = set()
-    for name in names:
-        base = sanitize_label(name) or "stim"
-        label, k = base, 1
-        while label in used:
-            k += 1
-            label = f"{base}{k}"
+    owners: dict[str, str] = {}
+    for name in dict.fromkeys(names):
+        label = sanitize_label(name)
+        if not label:
+            raise InputDataError(
+                f"Stimulus name {name!r} has no letter or digit to make a file label from; "
+                "rename it in the events files."
+            )
+        if owners.setdefault(label, name) != name:
+            raise InputDataError(
+                f"Stimulus names {owners[label]!r} and {name!r} would share the file label "
+                f"'stim-{label}' (labels keep only letters and digits); rename one of them in "
+                "the events files."
+            )
         labels[name] = label
-        used.add(label)
     return labels
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterable
 
 import torch
 
@@ -15,9 +16,15 @@ from bids_recon.features.networks import resolve_weights
 from bids_recon.io.atomic import atomic_write, remove_orphans
 from bids_recon.io.derivatives import init_output_dataset
 from bids_recon.io.layout import build_layout, read_filter_file, select_participants, select_runs
-from bids_recon.io.outputs import update_stimuli_table
+from bids_recon.io.outputs import stimulus_labels, update_stimuli_table
 from bids_recon.io.validation import validate_bids
-from bids_recon.log import add_log_file, collect_warnings, remove_log_file, timed
+from bids_recon.log import (
+    add_log_file,
+    collect_warnings,
+    participant_context,
+    remove_log_file,
+    timed,
+)
 from bids_recon.reports.participant import write_participant_report
 from bids_recon.runtime import configure_runtime, resolve_device
 from bids_recon.specs import DatasetSpec, resolve_spec
@@ -67,6 +74,7 @@ def run_participant_level(config: Config) -> None:
     config = dataclasses.replace(config, dataset_spec=spec.source)
     needs_samples = {"samples", "decode", "recon"} & set(config.stages)
     inputs = collect_all_inputs(config, spec, labels) if needs_samples else {}
+    check_stimulus_labels(inputs.values())
     if "decode" in config.stages:
         resolve_weights(config.network, config.weights)
     context = RunContext(spec, device, RunNetworks(config))
@@ -89,7 +97,8 @@ def run_participant_level(config: Config) -> None:
             start = time.monotonic()
             try:
                 try:
-                    run_participant(config, context, label, inputs.get(label))
+                    with participant_context(label):
+                        run_participant(config, context, label, inputs.get(label))
                 except (torch.cuda.OutOfMemoryError, MemoryError) as err:
                     raise TemporaryFailureError(
                         f"sub-{label}: out of memory on {device} ({err}). Lower --batch-size "
@@ -122,6 +131,16 @@ def run_participant_level(config: Config) -> None:
         raise
     finally:
         remove_log_file(log_file)
+
+
+def check_stimulus_labels(inputs: Iterable[SampleInputs]) -> None:
+    """Refuse, before any output, stimulus names of one set that would share a file label."""
+    for item in inputs:
+        by_set: dict[str, list[str]] = {}
+        for set_name, name in item.sample_stimuli():
+            by_set.setdefault(set_name, []).append(name)
+        for names in by_set.values():
+            stimulus_labels(names)
 
 
 def collect_all_inputs(

@@ -291,6 +291,16 @@ def run_recon_stage(
             targets = {k: v[rows] for k, v in decoded[batch.roi, batch.set_name].items()}
         result = reconstruct(network, targets, settings, device, prior, indices=rows)
         per_image = result.seconds / len(rows)
+        iterations = sum(len(curve) for curve in result.curves)
+        LOGGER.debug(
+            "%s/%s%s: %d image(s) in %.1f s, %.1f network passes per image-iteration",
+            batch.set_name,
+            batch.source,
+            f" ({batch.roi})" if batch.roi else "",
+            len(rows),
+            result.seconds,
+            sum(result.passes) / max(iterations, 1),
+        )
         keys = plan.keys(batch)
         for item, image, curve, passes, key in zip(
             batch.items, result.images, result.curves, result.passes, keys, strict=True

@@ -214,6 +214,7 @@ def test_wrong_pairing_is_caught_with_both_options_explained(torchvision_like):
     assert "--preprocessing torchvision" in message and "--preprocessing caffe" in message
 
 
+@pytest.mark.slow
 def test_caffe_weights_pass_the_check_and_explicit_preprocessing_skips_it(tmp_path):
     lab = tmp_path / "VGG_ILSVRC_19_layers.pt"
     torch.save(he_vgg19_state(first_layer_scale=58.0), lab)

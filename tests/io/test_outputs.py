@@ -5,17 +5,23 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from bids_recon.errors import InputDataError
 from bids_recon.io.outputs import stimulus_labels, write_image
 
 
-def test_stimulus_labels_are_unique_and_bids_safe():
-    names = ["colorExpStim04_red_+", "colorExpStim04_red_X", "colorExpStim04red", "a b", "++"]
-    labels = stimulus_labels(names)
-    assert len(set(labels.values())) == len(names)
-    assert all(label.isalnum() for label in labels.values())
-    assert labels["colorExpStim04red"] == "colorExpStim04red2"  # collides with the first
+def test_stimulus_labels_keep_letters_and_digits_and_refuse_collisions():
+    names = ["colorExpStim04_red_+", "n03954393_10038", "colorExpStim04_red_+"]
+    assert stimulus_labels(names) == {
+        "colorExpStim04_red_+": "colorExpStim04red",
+        "n03954393_10038": "n0395439310038",
+    }
+    with pytest.raises(InputDataError, match="'colorExpStim04_red_-' would share"):
+        stimulus_labels(["colorExpStim04_red_+", "colorExpStim04_red_-"])
+    with pytest.raises(InputDataError, match="no letter or digit"):
+        stimulus_labels(["++"])
 
 
 def test_write_image_writes_png_then_its_sidecar(tmp_path):
@@ -25,3 +31,14 @@ def test_write_image_writes_png_then_its_sidecar(tmp_path):
     assert np.array_equal(np.asarray(Image.open(path)), pixels)
     assert json.loads(path.with_suffix(".json").read_text()) == {"Source": "oracle"}
     assert not list(path.parent.glob(".*.tmp"))
+
+
+def test_source_dataset_is_a_bids_uri_linked_by_a_relative_path(tmp_path):
+    from bids_recon.io.derivatives import BIDSIGNORE, derivative_description
+
+    bids_dir, out = tmp_path / "data" / "ds", tmp_path / "derivatives" / "bids_recon"
+    description = derivative_description(bids_dir, {"Name": "x"}, out)
+    assert description["SourceDatasets"] == [{"URL": "bids:raw:"}]
+    link = description["DatasetLinks"]["raw"]
+    assert not link.startswith(("/", "file:")) and (out / link).resolve() == bids_dir.resolve()
+    assert "descriptions.tsv" not in BIDSIGNORE  # a file BIDS defines

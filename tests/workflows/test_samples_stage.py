@@ -214,4 +214,4 @@ def test_stimuli_table_maps_labels_to_names(simulated_dataset, tmp_path):
         == table.groupby("set")["stimulus_name"].nunique()
     ).all()
     descriptions = pd.read_csv(tmp_path / "out" / "descriptions.tsv", sep="\t")
-    assert descriptions["desc_id"].is_unique and "oracle" in set(descriptions["desc_id"])
+    assert descriptions["desc_id"].is_unique and "desc-oracle" in set(descriptions["desc_id"])
