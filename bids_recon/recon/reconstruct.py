@@ -16,6 +16,12 @@ from bids_recon.recon.loss import feature_loss, layer_weights
 from bids_recon.recon.optimize import GDSchedule, Objective, gradient_descent, lbfgs
 
 METHODS = ("lbfgs", "gd", "generator")
+FAST_ITERATIONS = {"builtin": 50}  # the built-in demo network converges sooner
+
+
+def default_iterations(network: str) -> int:
+    """Iterations without ``--recon-iterations``: the paper's 200, fewer for the built-in net."""
+    return FAST_ITERATIONS.get(network, 200)
 
 
 @dataclass(frozen=True)

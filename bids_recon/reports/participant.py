@@ -27,6 +27,7 @@ from bids_recon.io.outputs import (
     recon_eval_paths,
 )
 from bids_recon.io.stimuli import StimulusIndex
+from bids_recon.recon.reconstruct import default_iterations
 from bids_recon.reports.plots import line_plot
 from bids_recon.reports.render import render
 from bids_recon.specs import DatasetSpec
@@ -103,7 +104,7 @@ def decoding_plot(output_dir: Path, label: str) -> str:
         f"{roi}/{name}": [group.set_index("layer")["value"].get(layer, np.nan) for layer in layers]
         for (roi, name), group in profile.groupby(["roi", "set"], sort=False)
     }
-    return line_plot(series, layers, "profile correlation")
+    return line_plot(series, layers, "mean profile correlation", "layer")
 
 
 def loss_plot(output_dir: Path, label: str) -> str:
@@ -121,7 +122,7 @@ def loss_plot(output_dir: Path, label: str) -> str:
     for name, group in curves.items():
         length = max(len(c) for c in group)
         series[name] = list(np.mean([c + c[-1:] * (length - len(c)) for c in group], axis=0))
-    return line_plot(series, None, "loss (log10)", log_y=True)
+    return line_plot(series, None, "mean feature loss", "iteration", log_y=True)
 
 
 def decoding_table(output_dir: Path, label: str) -> dict[str, object]:
@@ -179,7 +180,7 @@ def recon_grids(
         if meta["Source"] == "oracle":
             row["oracle"] = uri
         else:
-            row["decoded"].append(uri)
+            row["decoded"].append((f"decoded {meta.get('ROI') or ''}".strip(), uri))
     grids = []
     for name, rows in sets.items():
         for row in rows.values():
@@ -194,6 +195,65 @@ def recon_grids(
     return grids
 
 
+def run_command(config: Config) -> str:
+    """The command line of this run, from the first line of its log (empty if there is none)."""
+    path = config.logs_dir / f"bids_recon-{config.run_uuid}.log"
+    marker = f"bids_recon v{config.version}: "
+    try:
+        with path.open(encoding="utf-8") as handle:
+            first = handle.readline()
+    except OSError:
+        return ""
+    return first.split(marker, 1)[1].strip() if marker in first else ""
+
+
+def methods_text(config: Config, spec: DatasetSpec, stages: Mapping[str, str]) -> list[str]:
+    """The methods boilerplate of this run, one paragraph per stage that ran, with citations."""
+    test_sets = ", ".join(s.name for s in spec.test_sets)
+    rois = ", ".join(config.roi) or "the spec's default ROI"
+    decoder = (
+        "ridge regression (dual form, one regularization per layer chosen by "
+        f"{config.cv_folds}-fold cross-validation over runs, no image on both sides of a fold)"
+        if config.decoder == "ridge"
+        else f"the voxel-selection decoder of Shen et al. (2019) ({config.selection_voxels} voxels "
+        f"per unit, alpha {config.selection_alpha:g})"
+    )
+    method = {
+        "lbfgs": "L-BFGS on the pixels within their valid range (Liu & Nocedal, 1989)",
+        "gd": "gradient descent with momentum on the pixels",
+        "generator": "gradient descent on the input of the fc7 image generator of Dosovitskiy "
+        "& Brox (2016), within its activation bounds",
+    }[config.recon_method]
+    iterations = config.recon_iterations or default_iterations(config.network)
+    text = [
+        f"Images were reconstructed from fMRI with bids_recon {config.version}, after the deep "
+        "image reconstruction of Shen, Horikawa, Majima & Kamitani (2019, PLoS Comput Biol 15: "
+        "e1006633).",
+        f"Samples (dataset spec {spec.name}): each BOLD run was detrended and z-scored per voxel, "
+        f"shifted by a haemodynamic delay of {spec.fmri.hrf_delay:g} s, and the volumes of each "
+        "stimulus block were averaged into one sample; test samples were averaged over the "
+        f"repetitions of each stimulus. Training set: {spec.training_set.name}; test sets: "
+        f"{test_sets}.",
+    ]
+    if stages.get("decode") == "done" or "decode" in config.stages:
+        text.append(
+            f"The stimuli's features were computed by {config.network} (pre-ReLU activations of "
+            "every layer; VGG19: Simonyan & Zisserman, 2015) and decoded from the voxels of "
+            f"{rois} by {decoder}. Decoded features were rescaled to the mean feature SD of the "
+            "training images before reconstruction."
+        )
+    if "recon" in config.stages:
+        text.append(
+            f"Reconstructions minimized the squared difference between the features of the "
+            f"image and the decoded ones over all layers (weights inversely proportional to each "
+            f"layer's squared norm) by {method}, {iterations} iterations; the same optimization "
+            "of the stimuli's true features gives the upper bound (oracle). Accuracy is pairwise "
+            "identification by pixel correlation (chance 0.5) with bootstrap 95% confidence "
+            "intervals and a one-sided Wilcoxon signed-rank test against chance."
+        )
+    return text
+
+
 def write_participant_report(
     config: Config,
     spec: DatasetSpec,
@@ -201,8 +261,12 @@ def write_participant_report(
     device: str,
     stages: Mapping[str, str],
     messages: Sequence[str] = (),
+    elapsed: float | None = None,
 ) -> Path:
-    """Render and atomically write the participant report; returns its path."""
+    """Render and atomically write the participant report; returns its path.
+
+    ``elapsed``: seconds the participant's run took (shown with the command line).
+    """
     sets = [
         {
             "name": s.name,
@@ -227,6 +291,9 @@ def write_participant_report(
         device=device,
         seed=config.random_seed,
         run_uuid=config.run_uuid,
+        command=run_command(config) or "n/a",
+        elapsed="n/a" if elapsed is None else f"{elapsed:.0f} s",
+        methods=methods_text(config, spec, stages),
         sets=sets,
         stages=list(stages.items()),
         data=data_table(config.output_dir, label),

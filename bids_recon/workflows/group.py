@@ -193,6 +193,7 @@ def run_group_level(config: Config) -> None:
             labels,
             recon,
             decoding,
+            config.resolved_stimuli_dir,
             {
                 "reconstruction": no_recon,
                 "decoding": no_decoding,

@@ -190,6 +190,7 @@ def run_participant(
     finds every part complete evaluates them and writes the report.
     """
     spec, device = context.spec, context.device
+    started = time.monotonic()
     with collect_warnings() as messages:
         status: dict[str, str] = {}
         if inputs is not None:
@@ -235,7 +236,9 @@ def run_participant(
         if "report" in config.stages:
             status["report"] = "done"
             try:
-                path = write_participant_report(config, spec, label, str(device), status, messages)
+                path = write_participant_report(
+                    config, spec, label, str(device), status, messages, time.monotonic() - started
+                )
             except Exception:  # a report must never fail the run
                 LOGGER.exception("sub-%s: the report could not be written", label)
             else:

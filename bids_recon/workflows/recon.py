@@ -39,11 +39,10 @@ from bids_recon.io.outputs import (
 from bids_recon.io.resume import file_identity, fingerprint, marker_fingerprint
 from bids_recon.log import progress
 from bids_recon.recon.generator import load_prior
-from bids_recon.recon.reconstruct import ReconSettings, reconstruct
+from bids_recon.recon.reconstruct import ReconSettings, default_iterations, reconstruct
 from bids_recon.specs import DatasetSpec
 
 LOGGER = logging.getLogger(__name__)
-FAST_ITERATIONS = {"builtin": 50}
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ class ReconBatch:
 
 def recon_settings(config: Config) -> ReconSettings:
     """The paper's settings (200 iterations) for VGG19, fast ones for the built-in net."""
-    iterations = config.recon_iterations or FAST_ITERATIONS.get(config.network, 200)
+    iterations = config.recon_iterations or default_iterations(config.network)
     return ReconSettings(
         config.recon_method,
         iterations,
@@ -326,6 +325,7 @@ def run_recon_stage(
                     ),
                     "Iterations": len(curve) - (settings.method == "lbfgs"),
                     "Seed": settings.seed,
+                    "ROI": batch.roi,
                     "LossCurve": curve,
                     "NetworkPasses": passes,
                     "Seconds": per_image,

@@ -14,8 +14,9 @@ def test_group_report_escapes_stimulus_names():
         generated="now",
         participants=[{"label": EVIL, "report": None, "missing": []}],
         identification={"columns": [EVIL], "rows": [(EVIL, [(0.9, 0.8, 1.0)])]},
-        decoding={"set": EVIL, "columns": [EVIL], "rows": [(EVIL, [0.5])]},
-        grids=[{"set": EVIL, "columns": ["oracle"], "rows": [(EVIL, [None])]}],
+        identification_svg="",
+        decoding={"columns": [EVIL], "rows": [(EVIL, [0.5])]},
+        grids=[{"set": EVIL, "rows": [(EVIL, [("stimulus", None), (EVIL, None)])]}],
     )
     assert "<script>" not in html
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
@@ -35,6 +36,9 @@ def test_participant_report_escapes_stimulus_names():
         device="cpu",
         seed=0,
         run_uuid="x",
+        command=EVIL,
+        elapsed="1 s",
+        methods=[EVIL],
         sets=[
             {"name": EVIL, "role": "test", "filters": EVIL, "blocks": EVIL, "stimulus_column": EVIL}
         ],
@@ -56,14 +60,20 @@ def test_participant_report_escapes_stimulus_names():
     assert "<script>" not in html and "&lt;script&gt;" in html
 
 
-def test_svg_plot_escapes_names_and_draws_every_point():
-    from bids_recon.reports.plots import line_plot
+def test_plots_are_inline_svg_with_escaped_names_and_labelled_axes():
+    from bids_recon.reports.plots import interval_plot, line_plot
 
-    svg = line_plot({EVIL: [0.1, 0.5, float("nan"), 0.3]}, ["a", "b", "c", EVIL], "r")
-    assert "<script>" not in svg and "&lt;script&gt;" in svg
-    points = svg.split('points="')[1].split('"')[0].split()
-    assert len(points) == 3  # the NaN is skipped
-    assert line_plot({"empty": []}) == ""
+    svg = line_plot({EVIL: [0.1, 0.5, float("nan"), 0.3]}, ["a", "b", "c", EVIL], "r", "layer")
+    assert svg.startswith("<svg") and "<script>" not in svg and "&lt;script&gt;" in svg
+    assert ">layer<" in svg and ">r<" in svg  # axis labels, as text
+    assert line_plot({"empty": []}) == "" and line_plot({"zero": [0.0]}, log_y=True) == ""
+    svg = interval_plot(
+        ["natural", "letters"],
+        {"sub-01": [(0.9, 0.8, 1.0), (0.6, *[float("nan")] * 2)]},
+        "identification",
+        0.5,
+    )
+    assert ">natural<" in svg and ">chance (0.5)<" in svg
 
 
 def test_a_stimulus_without_image_never_shows_one(tmp_path):
