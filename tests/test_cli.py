@@ -207,6 +207,7 @@ def test_participant_then_group_run(simulated_dataset, tmp_path):
     configs = list((out / "logs").glob("config-*.toml"))
     logs = list((out / "logs").glob("bids_recon-*.log"))
     assert len(configs) == 1 and len(logs) == 1
+    assert not [p for p in out.rglob("*") if p.name.endswith(".lock")]  # no lock left behind
     # the log holds the run from its first line: command line, spec, device, memory plan
     lines = logs[0].read_text().splitlines()
     assert "bids_recon v" in lines[0] and "participant --participant-label 01" in lines[0]

@@ -15,7 +15,10 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +80,49 @@ def _is_dead(pid: int) -> bool:
     except OSError:  # alive, owned by someone else
         return False
     return False
+
+
+@contextmanager
+def update_lock(path: Path, stale_after: float = 120.0) -> Iterator[None]:
+    """Hold the right to read, change and rewrite ``path`` among jobs sharing its folder.
+
+    The lock is a hidden folder ``.<name>.lock`` beside ``path``: made with ``mkdir`` (atomic,
+    NFS included) and removed on release, so nothing is left in the folder. It names its holder
+    (host and process id); a waiter breaks it when that process of its own host is dead, or,
+    for another host's holder, when it is older than ``stale_after`` seconds (an update takes
+    milliseconds).
+    """
+    lock = path.with_name(f".{path.name}.lock")
+    owner = f"{socket.gethostname()}-{os.getpid()}"
+    while True:
+        try:
+            lock.mkdir()
+        except FileExistsError:
+            if _lock_is_stale(lock, stale_after):
+                shutil.rmtree(lock, ignore_errors=True)
+            else:
+                time.sleep(0.05)
+            continue
+        (lock / owner).touch()
+        break
+    try:
+        yield
+    finally:
+        shutil.rmtree(lock, ignore_errors=True)
+
+
+def _lock_is_stale(lock: Path, stale_after: float) -> bool:
+    """Whether an :func:`update_lock` folder's holder is gone."""
+    try:
+        holders = [entry.name for entry in lock.iterdir()]
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return False  # just released: try again
+    for holder in holders:
+        host, _, pid = holder.rpartition("-")
+        if host == socket.gethostname() and pid.isdigit():
+            return _is_dead(int(pid))
+    return age > stale_after
 
 
 def remove_orphans(root: Path, mine: bool = False) -> int:

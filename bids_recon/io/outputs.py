@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bids_recon.errors import InputDataError
-from bids_recon.io.atomic import atomic_write, atomic_write_json
+from bids_recon.io.atomic import atomic_write, atomic_write_json, update_lock
 from bids_recon.io.derivatives import sanitize_label
 
 FEATDECODING_COLUMNS = {
@@ -168,8 +168,6 @@ def update_stimuli_table(
     files: Mapping[str, Path],
 ) -> Path:
     """Add this participant's stimuli to ``OUTPUT_DIR/stimuli.tsv`` (shared, locked, atomic)."""
-    from filelock import FileLock
-
     path = output_dir / "stimuli.tsv"
     rows = []
     for set_name, names in names_by_set.items():
@@ -187,7 +185,7 @@ def update_stimuli_table(
                     "sha256": _sha256(image) if image else None,
                 }
             )
-    with FileLock(str(output_dir / ".stimuli.tsv.lock")):
+    with update_lock(path):
         table = pd.DataFrame(rows, columns=list(STIMULI_COLUMNS))
         if path.is_file():
             old = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_values=["n/a"])

@@ -127,3 +127,35 @@ def test_temporary_names_identify_their_writer(tmp_path):
     path = private_path(tmp_path / "layer.npy")
     assert path.name.startswith(f".layer.npy.{socket.gethostname()}-{os.getpid()}-")
     assert path.suffix == ".tmp" and path.parent == tmp_path
+
+
+def _increment(path, times):
+    from bids_recon.io.atomic import atomic_write, update_lock
+
+    for _ in range(times):
+        with update_lock(path):
+            atomic_write(path, str(int(path.read_text()) + 1))
+
+
+def test_update_lock_serializes_jobs_and_leaves_nothing(tmp_path):
+    import multiprocessing
+    import socket
+
+    from bids_recon.io.atomic import update_lock
+
+    counter = tmp_path / "stimuli.tsv"
+    counter.write_text("0")
+    jobs = [multiprocessing.get_context("fork").Process(target=_increment, args=(counter, 25))
+            for _ in range(4)]  # fmt: skip
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(60)
+    assert counter.read_text() == "100"  # no update lost
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stimuli.tsv"]  # no lock file left
+    stale = tmp_path / ".stimuli.tsv.lock"  # a killed holder of this host: broken at once
+    stale.mkdir()
+    (stale / f"{socket.gethostname()}-{2**22 + 12345}").touch()
+    with update_lock(counter):
+        pass
+    assert not stale.exists()
