@@ -6,8 +6,8 @@
 #
 # Installs nothing from the network. It expects a Python (PYTHON, default python3) with CUDA
 # torch, NumPy, SciPy, pandas and scikit-learn; the other dependencies (pybids, nibabel, nilearn,
-# ...) are installed from wheels in WHEELS (default: ../wheels, beside the checkout) with
-# pip --no-index, unless SKIP_INSTALL=1. Steps:
+# matplotlib, h5py, ... and setuptools to build the project) are installed from wheels in WHEELS
+# (default: ../wheels, beside the checkout) with pip --no-index, unless SKIP_INSTALL=1. Steps:
 #   1. bench/streaming.py: extraction pass and ridge decode stage of VGG19, all 19 layers,
 #      1,200 training + 50 test images, 10,000 voxels (decode beyond extraction, peak memory);
 #   2. bench/recon.py: VGG19 reconstruction at batches 1, 8 and 50, 200 iterations
@@ -34,7 +34,8 @@ else
 fi
 
 if [[ "${SKIP_INSTALL:-0}" != 1 ]]; then
-  "$PYTHON" -m pip install --quiet --no-index --find-links "${WHEELS:-../wheels}" -e . \
+  "$PYTHON" -m pip install --quiet --no-index --no-build-isolation \
+    --find-links "${WHEELS:-../wheels}" -e . \
     || { echo "bench/gpu.sh: installing from ${WHEELS:-../wheels} failed (no network here)" >&2; exit 1; }
 fi
 "$PYTHON" - <<'PY'
