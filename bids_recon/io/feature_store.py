@@ -18,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -204,22 +205,40 @@ class FeatureCache:
 
     def read_columns(self, layer: str, columns: slice) -> np.ndarray:
         """Columns of a cached layer, all rows, as float32 in the network's units."""
+        with self._reader(layer) as read:
+            return read(columns)
+
+    def column_chunks(self, layer: str, chunk: int) -> Iterator[tuple[slice, np.ndarray]]:
+        """Consecutive chunks of ``chunk`` columns of a cached layer (:meth:`read_columns`).
+
+        The file is opened, and its header and scale read, once for all chunks.
+        """
+        with self._reader(layer) as read:
+            for columns in batch_slices(read.n_units, chunk):
+                yield columns, read(columns)
+
+    @contextmanager
+    def _reader(self, layer: str) -> Iterator[Callable[[slice], np.ndarray]]:
+        """A function reading column ranges of the layer's open file (positioned reads)."""
         data = np.load(self.path(layer), mmap_mode="r")  # header only: no page is read here
-        n_rows, n_units = data.shape
-        start, stop, _ = columns.indices(n_units)
-        itemsize, offset = data.dtype.itemsize, data.offset
+        (n_rows, n_units), dtype, offset = data.shape, data.dtype, data.offset
         del data
-        out = np.empty((n_rows, stop - start), dtype=self.dtype)
-        with open(self.path(layer), "rb", buffering=0) as handle:
-            fd = handle.fileno()
-            for row in range(n_rows):
-                position = offset + (row * n_units + start) * itemsize
-                os.preadv(fd, [memoryview(out[row]).cast("B")], position)
-        values = out.astype(np.float32, copy=False)
         scale = self.scale(layer)
-        if scale != 1.0:
-            values *= 1.0 / scale  # a power of two: exact
-        return values
+        with open(self.path(layer), "rb", buffering=0) as handle:
+
+            def read(columns: slice) -> np.ndarray:
+                start, stop, _ = columns.indices(n_units)
+                out = np.empty((n_rows, stop - start), dtype=dtype)
+                for row in range(n_rows):
+                    position = offset + (row * n_units + start) * dtype.itemsize
+                    os.preadv(handle.fileno(), [memoryview(out[row]).cast("B")], position)
+                values = out.astype(np.float32, copy=False)
+                if scale != 1.0:
+                    values *= 1.0 / scale  # a power of two: exact
+                return values
+
+            read.n_units = n_units  # type: ignore[attr-defined]
+            yield read
 
     def writer(self, layer: str, n_units: int) -> LayerWriter:
         """A private on-disk array to fill by rows; :meth:`commit` moves it into place.

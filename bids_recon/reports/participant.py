@@ -207,7 +207,7 @@ def run_command(config: Config) -> str:
     return first.split(marker, 1)[1].strip() if marker in first else ""
 
 
-def methods_text(config: Config, spec: DatasetSpec, stages: Mapping[str, str]) -> list[str]:
+def methods_text(config: Config, spec: DatasetSpec) -> list[str]:
     """The methods boilerplate of this run, one paragraph per stage that ran, with citations."""
     test_sets = ", ".join(s.name for s in spec.test_sets)
     rois = ", ".join(config.roi) or "the spec's default ROI"
@@ -235,7 +235,7 @@ def methods_text(config: Config, spec: DatasetSpec, stages: Mapping[str, str]) -
         f"repetitions of each stimulus. Training set: {spec.training_set.name}; test sets: "
         f"{test_sets}.",
     ]
-    if stages.get("decode") == "done" or "decode" in config.stages:
+    if "decode" in config.stages:
         text.append(
             f"The stimuli's features were computed by {config.network} (pre-ReLU activations of "
             "every layer; VGG19: Simonyan & Zisserman, 2015) and decoded from the voxels of "
@@ -293,7 +293,7 @@ def write_participant_report(
         run_uuid=config.run_uuid,
         command=run_command(config) or "n/a",
         elapsed="n/a" if elapsed is None else f"{elapsed:.0f} s",
-        methods=methods_text(config, spec, stages),
+        methods=methods_text(config, spec),
         sets=sets,
         stages=list(stages.items()),
         data=data_table(config.output_dir, label),

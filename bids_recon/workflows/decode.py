@@ -95,13 +95,13 @@ class TrainingFeatures:
 
     def column_chunks(self, layer: str, device, chunk: int = GRAM_CHUNK):
         """(columns, images × columns float32 tensor on ``device``) of a kept layer."""
-        units = int(np.prod(self.stats[layer].shape))
-        for start in range(0, units, chunk):
-            cols = slice(start, min(start + chunk, units))
-            if layer in self.on_device:
-                yield cols, self.on_device[layer][:, cols]
-            else:
-                yield cols, torch.as_tensor(self.cache.read_columns(layer, cols), device=device)
+        if layer in self.on_device:
+            whole = self.on_device[layer]
+            for cols in batch_slices(whole.shape[1], chunk):
+                yield cols, whole[:, cols]
+        else:
+            for cols, values in self.cache.column_chunks(layer, chunk):
+                yield cols, torch.as_tensor(values, device=device)
 
 
 @dataclass
@@ -318,7 +318,7 @@ def _test_features(
     device,
 ) -> dict[str, np.ndarray]:
     """True features of the test images, all layers, cached in the work folder."""
-    if paths and any(cache.load(layer) is None for layer in shapes):
+    if paths and not all(cache.has(layer) for layer in shapes):
         full = {layer: cache.writer(layer, int(np.prod(shape))) for layer, shape in shapes.items()}
         for rows, batch in _stream(config, network, paths, device, "test features", keep=False):
             for layer, features in batch.items():
