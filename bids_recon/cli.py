@@ -28,8 +28,10 @@ from bids_recon.errors import (
 )
 from bids_recon.io.layout import read_filter_file, select_participants
 from bids_recon.io.reference_sd import read_reference_sd
+from bids_recon.io.weights import find_weights
 from bids_recon.log import begin_run_log, setup_logging
 from bids_recon.options import OPTIONS, absolute_path, read_config_file
+from bids_recon.recon.generator import ACT_RANGE_SEARCH, GENERATOR_SEARCH
 from bids_recon.specs import resolve_spec
 
 LOGGER = logging.getLogger("bids_recon.cli")
@@ -142,7 +144,20 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
         if key in values:
             values[key] = tuple(values[key])
     _check_inputs(values)
+    if values.get("recon_method") == "generator":
+        _find_generator_files(values)
     return build_config(values)
+
+
+def _find_generator_files(values: dict[str, Any]) -> None:
+    """Fill in the generator files not given, from the weights folders (if found there)."""
+    for key, names in (
+        ("generator_weights", GENERATOR_SEARCH),
+        ("generator_act_range", ACT_RANGE_SEARCH),
+    ):
+        if values.get(key) is None and (found := find_weights(names)) is not None:
+            LOGGER.info("--%s not given: using %s", key.replace("_", "-"), found)
+            values[key] = found
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -174,8 +174,10 @@ def build_config(values: Mapping[str, Any]) -> Config:
         )
     if config.recon_method == "generator" and config.generator_weights is None:
         raise UsageError(
-            "--recon-method generator needs --generator-weights PATH: the Dosovitskiy-Brox fc7 "
-            "generator weights converted to bids_recon's architecture (nothing is downloaded). "
+            "--recon-method generator needs --generator-weights PATH, or generator_relu7.pt in "
+            "the folder named by $BIDS_RECON_WEIGHTS_DIR (/opt/weights in the container image): "
+            "the Dosovitskiy-Brox fc7 generator in the Kamitani lab's PyTorch format (nothing is "
+            "downloaded). "
             "Use --recon-method lbfgs or gd to reconstruct without a generator."
         )
     if config.device not in DEVICES:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bids_recon.io.weights import WEIGHTS_DIR_ENV
 from bids_recon.simulate import simulate_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,3 +31,9 @@ def simulated_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def simulated_dataset_two(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A two-subject small simulated dataset."""
     return simulate_dataset(tmp_path_factory.mktemp("sim2") / "ds", n_subjects=2, seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _no_weights_folder_from_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A weights folder set where the tests run must not change what they find."""
+    monkeypatch.delenv(WEIGHTS_DIR_ENV, raising=False)

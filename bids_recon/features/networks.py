@@ -1,7 +1,7 @@
 """Feature networks with taps on named layers, returning pre-activation (pre-ReLU) outputs.
 
 - ``vgg19``: the paper's VGG19 (taps conv1_1 ... conv5_4, fc6, fc7, fc8: the 19 layers). Its
-  weights come from ``--weights`` or the torch hub cache (``vgg19-dcbb9e9d.pth``): either the
+  weights come from ``--weights`` or are found by name (:mod:`bids_recon.io.weights`): either the
   Kamitani lab's PyTorch conversion of Caffe's ``VGG_ILSVRC_19_layers`` (bdpy's ``VGG19``
   module, which the paper used) or torchvision's VGG19. Both files have the same state-dict
   keys, so the keys cannot tell them apart.
@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from torch import nn
 
 from bids_recon.errors import InputDataError, MissingInputError, UsageError
 from bids_recon.features.preprocess import PREPROCESSINGS, Preprocessing, neutral_image
+from bids_recon.io.weights import find_weights, searched
 
 LOGGER = logging.getLogger(__name__)
 
@@ -51,6 +51,12 @@ VGG19_LAYERS = {
 VGG19_CACHE_NAME = "vgg19-dcbb9e9d.pth"
 # File names of the lab's PyTorch conversion of the Caffe VGG19 (brain-decoding-cookbook layout).
 LAB_VGG19_NAMES = ("VGG_ILSVRC_19_layers.pt", "VGG_ILSVRC_19_layers.pth")
+# Looked for when --weights is not given: the lab's file (flat or in its archive's folder) first.
+VGG19_SEARCH = (
+    *LAB_VGG19_NAMES,
+    *(f"VGG_ILSVRC_19_layers/{name}" for name in LAB_VGG19_NAMES),
+    VGG19_CACHE_NAME,
+)
 # An ImageNet classifier used with the convention it was trained on gives outputs (logits) whose
 # SD over classes on a neutral image is a few units. Caffe inputs are about 58 times larger than
 # torchvision inputs (pixel 0-255 vs. (pixel/255 - mean)/0.226), so a wrong pairing moves that SD
@@ -272,16 +278,15 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def _vgg19_weights(weights: Path | None) -> Path:
     if weights is not None:
         return weights
-    hub = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub"
-    cached = hub / "checkpoints" / VGG19_CACHE_NAME
-    if cached.is_file():
-        return cached
+    found = find_weights(VGG19_SEARCH)
+    if found is not None:
+        return found
     raise MissingInputError(
         "VGG19 needs pretrained weights and nothing is downloaded at run time. Pass --weights "
         f"PATH (torchvision's {VGG19_CACHE_NAME}, or the Caffe-converted VGG_ILSVRC_19_layers.pt "
-        f"of the Kamitani lab, which matches the paper), or put {VGG19_CACHE_NAME} in "
-        f"{cached.parent} (the bids_recon container image has it). For a quick run use "
-        "--network builtin."
+        f"of the Kamitani lab, which matches the paper); without it bids_recon looks for "
+        f"{searched(VGG19_SEARCH)} (the container image's folder is /opt/weights). For a quick "
+        "run use --network builtin."
     )
 
 
