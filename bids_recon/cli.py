@@ -28,10 +28,9 @@ from bids_recon.errors import (
 )
 from bids_recon.io.layout import read_filter_file, select_participants
 from bids_recon.io.reference_sd import read_reference_sd
-from bids_recon.io.weights import find_weights
+from bids_recon.io.weights import ACT_RANGE_SEARCH, GENERATOR_SEARCH, find_weights
 from bids_recon.log import begin_run_log, setup_logging
 from bids_recon.options import OPTIONS, absolute_path, read_config_file
-from bids_recon.recon.generator import ACT_RANGE_SEARCH, GENERATOR_SEARCH
 from bids_recon.specs import resolve_spec
 
 LOGGER = logging.getLogger("bids_recon.cli")

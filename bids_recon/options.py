@@ -170,8 +170,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("weights", ("--weights",), MODEL,
            "local weights file of `--network` (nothing is downloaded): for vgg19 the lab's "
            "conversion of the Caffe VGG19 (`VGG_ILSVRC_19_layers.pt`, bdpy format) or "
-           "torchvision's `vgg19-dcbb9e9d.pth`; its provenance is logged and written to the "
-           "decoder sidecars and the report", "path", "PATH", type=absolute_path),
+           "torchvision's `vgg19-dcbb9e9d.pth`; without it, a file of those names in "
+           "`$BIDS_RECON_WEIGHTS_DIR` (`/opt/weights` in the container image), then in torch's "
+           "hub cache. Its provenance is logged and written to the decoder sidecars and the "
+           "report", "path", "PATH", type=absolute_path),
     Option("layers", ("--layers",), MODEL,
            "layers to decode (default: all of the network's; `conv1_1 ... fc8` for vgg19; "
            "module paths for other torchvision models)", "labels", "LAYER", "+"),
@@ -232,12 +234,14 @@ OPTIONS: tuple[Option, ...] = (
            "int", "PIXELS", type=int),
     Option("generator_weights", ("--generator-weights",), MODEL,
            "the Dosovitskiy-Brox fc7 generator as the lab distributes it (bdpy "
-           "`AlexNetGenerator` state dict, `generator_relu7.pt`); without it `generator` is "
-           "refused (exit 64)", "path", "PATH", type=absolute_path),
+           "`AlexNetGenerator` state dict, `generator_relu7.pt`); without it, that file in "
+           "`$BIDS_RECON_WEIGHTS_DIR`, else `generator` is refused (exit 64)", "path", "PATH",
+           type=absolute_path),
     Option("generator_act_range", ("--generator-act-range",), MODEL,
            "per-unit upper bounds of the generator's latent (`act_range/3x/fc7.txt`, 4,096 "
-           "numbers, or `.npy`), as the paper; without it the latent is bounded below by 0 "
-           "only, which the log and the report say", "path", "PATH", type=absolute_path),
+           "numbers, or `.npy`), as the paper; without it, that file in "
+           "`$BIDS_RECON_WEIGHTS_DIR`, else the latent is bounded below by 0 only, which the "
+           "log and the report say", "path", "PATH", type=absolute_path),
     Option("work_dir", ("-w", "--work-dir"), RESOURCES,
            "caches and resumable intermediate results (default: `./work`)", "path", "DIR",
            type=absolute_path),

@@ -33,7 +33,13 @@ from torch import nn
 
 from bids_recon.errors import InputDataError, MissingInputError, UsageError
 from bids_recon.features.preprocess import PREPROCESSINGS, Preprocessing, neutral_image
-from bids_recon.io.weights import find_weights, searched
+from bids_recon.io.weights import (
+    LAB_VGG19_NAMES,
+    VGG19_CACHE_NAME,
+    VGG19_SEARCH,
+    find_weights,
+    searched,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -48,15 +54,6 @@ VGG19_LAYERS = {
     "conv5_3": "features.32", "conv5_4": "features.34",
     "fc6": "classifier.0", "fc7": "classifier.3", "fc8": "classifier.6",
 }  # fmt: skip
-VGG19_CACHE_NAME = "vgg19-dcbb9e9d.pth"
-# File names of the lab's PyTorch conversion of the Caffe VGG19 (brain-decoding-cookbook layout).
-LAB_VGG19_NAMES = ("VGG_ILSVRC_19_layers.pt", "VGG_ILSVRC_19_layers.pth")
-# Looked for when --weights is not given: the lab's file (flat or in its archive's folder) first.
-VGG19_SEARCH = (
-    *LAB_VGG19_NAMES,
-    *(f"VGG_ILSVRC_19_layers/{name}" for name in LAB_VGG19_NAMES),
-    VGG19_CACHE_NAME,
-)
 # An ImageNet classifier used with the convention it was trained on gives outputs (logits) whose
 # SD over classes on a neutral image is a few units. Caffe inputs are about 58 times larger than
 # torchvision inputs (pixel 0-255 vs. (pixel/255 - mean)/0.226), so a wrong pairing moves that SD

@@ -18,6 +18,19 @@ from pathlib import Path
 
 WEIGHTS_DIR_ENV = "BIDS_RECON_WEIGHTS_DIR"
 
+# The published file names (weights/README.md lists them for the container image), flat or in
+# the folders of the lab's archives; the first found of a list is used.
+VGG19_CACHE_NAME = "vgg19-dcbb9e9d.pth"  # torchvision's, as torch.hub caches it
+LAB_VGG19_NAMES = ("VGG_ILSVRC_19_layers.pt", "VGG_ILSVRC_19_layers.pth")  # the lab's conversion
+VGG19_SEARCH = (  # the lab's file (the paper's network) before torchvision's
+    *LAB_VGG19_NAMES,
+    *(f"VGG_ILSVRC_19_layers/{name}" for name in LAB_VGG19_NAMES),
+    VGG19_CACHE_NAME,
+)
+GENERATOR_FOLDER = "bvlc_reference_caffenet_generator_ILSVRC2012_Training"
+GENERATOR_SEARCH = ("generator_relu7.pt", f"{GENERATOR_FOLDER}/generator_relu7.pt")
+ACT_RANGE_SEARCH = ("act_range/3x/fc7.txt", f"{GENERATOR_FOLDER}/act_range/3x/relu7.txt")
+
 
 def weights_dirs() -> list[Path]:
     """The folders searched for weights files, in order (see the module docstring)."""

@@ -34,11 +34,6 @@ LOGGER = logging.getLogger(__name__)
 LATENT_SIZE = 4096
 OUTPUT_SIZE = 256
 FC_LAYERS = ("defc7", "defc6", "defc5")
-# Looked for (bids_recon.io.weights) when --generator-weights / --generator-act-range are not
-# given: the lab's file names, flat or in the folders of its archives.
-GENERATOR_FOLDER = "bvlc_reference_caffenet_generator_ILSVRC2012_Training"
-GENERATOR_SEARCH = ("generator_relu7.pt", f"{GENERATOR_FOLDER}/generator_relu7.pt")
-ACT_RANGE_SEARCH = ("act_range/3x/fc7.txt", f"{GENERATOR_FOLDER}/act_range/3x/relu7.txt")
 # (name, in, out, kernel): stride 2 for kernel 4 (doubles the size), stride 1 for kernel 3.
 DECONV_LAYERS = (
     ("deconv5", 256, 256, 4),
