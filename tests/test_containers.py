@@ -105,3 +105,28 @@ def test_image_scripts_parse_and_explain_themselves(script):
     assert subprocess.run(["bash", "-n", str(path)], check=False).returncode == 0
     usage = subprocess.run([str(path), "--help"], capture_output=True, text=True, check=True)
     assert f"scripts/{script}" in usage.stdout and "set -euo" not in usage.stdout
+
+
+@pytest.mark.parametrize(
+    ("task", "expected"),
+    [("0", "--participant-label 01 -w /w --nprocs 8 --shard 1/4"),
+     ("5", "--participant-label 02 -w /w --nprocs 8 --shard 2/4"),
+     ("11", "--participant-label 03 -w /w --nprocs 8 --shard 4/4")],
+)  # fmt: skip
+def test_slurm_array_task_maps_to_participant_and_shard(task, expected):
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "BIDS_RECON": "echo",
+        "WORK_DIR": "/w",
+        "ARGS": "--x",
+        "SLURM_ARRAY_TASK_ID": task,
+        "SLURM_CPUS_PER_TASK": "8",
+    }
+    script = REPO / "scripts" / "slurm-participant.sbatch"
+    result = subprocess.run([str(script)], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.split() == [
+        "/data/ds001506", "/scratch/out", "participant", *expected.split(), "--x"
+    ]  # fmt: skip
+    env["SLURM_ARRAY_TASK_ID"] = "12"  # 3 participants x 4 shards: tasks 0-11
+    result = subprocess.run([str(script)], env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 64 and "only 3 participants x 4 shards" in result.stderr
