@@ -32,7 +32,8 @@ def resolve_device(requested: str) -> torch.device:
     if requested == "cuda" and not available:
         raise UsageError(
             "--device cuda was requested but no CUDA device is visible. In containers, pass "
-            "--nv (Singularity/Apptainer) or --gpus all (Docker); or use --device cpu."
+            "--nv (Singularity/Apptainer), --gpus all (Docker) or --device nvidia.com/gpu=all "
+            "(Podman); or use --device cpu."
         )
     device = torch.device(
         "cuda" if requested == "cuda" or (requested == "auto" and available) else "cpu"

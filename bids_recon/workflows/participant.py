@@ -68,9 +68,9 @@ def run_participant_level(config: Config) -> None:
     """
     spec = resolve_spec(config.dataset_spec, config.bids_dir).choose_test_sets(config.sets)
     labels = select_participants(config.bids_dir, config.participant_label)
+    device = resolve_device(config.device)
     if not config.skip_bids_validation:
         validate_bids(config.bids_dir)
-    device = resolve_device(config.device)
     config = dataclasses.replace(config, dataset_spec=spec.source)
     needs_samples = {"samples", "decode", "recon"} & set(config.stages)
     inputs = collect_all_inputs(config, spec, labels) if needs_samples else {}
