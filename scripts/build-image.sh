@@ -43,24 +43,29 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+rootfs=""
+weights_dir=weights
+cleanup() {
+    if [ -n "$rootfs" ]; then rm -f "$rootfs"; fi
+    if [ "$weights_dir" != weights ]; then rm -rf "${repo:?}/$weights_dir"; fi
+}
+trap cleanup EXIT
+
 start=$(date +%s)
 if [ -z "$base" ]; then
     base=$local_base
     if ! podman image exists "$base"; then
         echo "== making the Debian base $base with mmdebstrap"
         rootfs=$(mktemp --suffix=.tar)
-        trap 'rm -f "$rootfs"' EXIT
         mmdebstrap --variant=apt --include=python3,python3-venv,ca-certificates \
             --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
             --dpkgopt='path-exclude=/usr/share/locale/*' --aptopt='Acquire::Languages "none"' \
             bookworm "$rootfs" "deb $mirror bookworm main" "deb $mirror bookworm-updates main" \
             "deb ${mirror%/debian}/debian-security bookworm-security main"
         podman import --change 'CMD ["/bin/bash"]' "$rootfs" "$base"
-        rm -f "$rootfs"
     fi
 fi
 
-weights_dir=weights
 if [ ${#weights[@]} -gt 0 ]; then
     weights_dir=build/weights
     rm -rf "${repo:?}/$weights_dir"
@@ -86,9 +91,6 @@ podman build --isolation chroot --tag "$tag" \
     --build-arg VERSION="$version" --build-arg BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     --build-arg VCS_REF="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     "${build_args[@]}" "$repo"
-if [ "$weights_dir" != weights ]; then
-    rm -rf "${repo:?}/$weights_dir"
-fi
 if [ -n "$save" ]; then
     echo "== saving $tag to $save (docker-archive)"
     rm -f "$save"

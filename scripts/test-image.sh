@@ -89,7 +89,8 @@ for row in csv.DictReader(open(sys.argv[2]), delimiter="\t"):
               f"{float(row['value']):.3f}")
 sys.exit(1 if errors else 0)
 EOF
-find "$root/out" "$root/work" ! -uid 1000 -printf 'not written by UID 1000: %p\n' | head -3
+strangers=$(find "$root/out" "$root/work" ! -uid 1000)
+if [ -n "$strangers" ]; then echo "not written by UID 1000: $strangers" >&2; exit 1; fi
 
 weights=$("${run[@]}" --entrypoint sh "$tag" -c 'ls /opt/weights')
 if echo "$weights" | grep -q -e VGG_ILSVRC_19_layers -e vgg19-; then
