@@ -48,7 +48,8 @@ timed() { local t0; t0=$(date +%s.%N); "$@"; echo "   ($(printf '%.1f' "$(echo "
 
 step "1. $tag: version, help, user, torch"
 "${run[@]}" "$tag" --version
-"${run[@]}" "$tag" --help | head -3
+"${run[@]}" "$tag" --help > "$root/help.txt"  # whole: a pipe closed early fails podman
+head -3 "$root/help.txt"
 "${run[@]}" --entrypoint id "$tag"
 "${run[@]}" --entrypoint python3 "$tag" -c \
     "import sys, torch; print('Python', sys.version.split()[0], '| torch', torch.__version__, \
