@@ -44,7 +44,13 @@ if ! "${run[@]}" "$tag" --version >/dev/null 2>&1; then
     echo "== podman run with its defaults failed; using: ${run[*]}"
 fi
 step() { echo; echo "== $*"; }
-timed() { local t0; t0=$(date +%s.%N); "$@"; echo "   ($(printf '%.1f' "$(echo "$(date +%s.%N) - $t0" | bc)") s)"; }
+timed() {  # run a command, then print its wall time
+    local t0 ds
+    t0=$(date +%s%N)
+    "$@"
+    ds=$(( ($(date +%s%N) - t0) / 100000000 ))
+    echo "   ($((ds / 10)).$((ds % 10)) s)"
+}
 
 step "1. $tag: version, help, user, torch"
 "${run[@]}" "$tag" --version
@@ -112,8 +118,11 @@ if [ -x "$repo/.venv/bin/bids_recon" ]; then
         --network builtin --device cpu 2> "$root/host/participant.log"
     timed "$repo/.venv/bin/bids_recon" "$root/sim/ds" "$root/host/out" group \
         2> "$root/host/group.log"
-    cmp <(cut -f1-8 "$root/out/group_desc-recon_eval.tsv") \
-        <(cut -f1-8 "$root/host/out/group_desc-recon_eval.tsv") \
-        && echo "   same group table inside and outside"
+    if ! cmp <(cut -f1-8 "$root/out/group_desc-recon_eval.tsv") \
+        <(cut -f1-8 "$root/host/out/group_desc-recon_eval.tsv"); then
+        echo "the group tables inside and outside differ" >&2
+        exit 1
+    fi
+    echo "   same group table inside and outside"
 fi
 step "all checks passed"
