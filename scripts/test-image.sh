@@ -99,15 +99,17 @@ EOF
 strangers=$(find "$root/out" "$root/work" ! -uid 1000)
 if [ -n "$strangers" ]; then echo "not written by UID 1000: $strangers" >&2; exit 1; fi
 
-weights=$("${run[@]}" --entrypoint sh "$tag" -c 'ls /opt/weights')
-if echo "$weights" | grep -q -e VGG_ILSVRC_19_layers -e vgg19-; then
-    step "5. VGG19 features with the baked weights, no --weights"
+# the app's own lookup (bids_recon.io.weights) says whether the image has VGG19 weights
+vgg19=$("${run[@]}" --entrypoint python3 "$tag" -c \
+    "from bids_recon.io.weights import VGG19_SEARCH, find_weights; print(find_weights(VGG19_SEARCH) or '')")
+if [ -n "$vgg19" ]; then
+    step "5. VGG19 features with the baked weights ($vgg19), no --weights"
     "${run[@]}" -v "$root/sim/ds:/data:ro" -v "$root/out:/out" --entrypoint bids_recon-features \
         "$tag" /data/stimuli/letters --network vgg19 --preprocessing caffe --layers fc8 \
         --out /out/letters_fc8.npz 2>&1 | grep -i -e weights -e wrote
     test -s "$root/out/letters_fc8.npz"
 else
-    step "5. no VGG19 weights baked into /opt/weights ($weights): skipped"
+    step "5. no VGG19 weights baked into /opt/weights: skipped"
 fi
 
 if [ -x "$repo/.venv/bin/bids_recon" ]; then
